@@ -1,0 +1,56 @@
+# Chorus: the commands people, scripts and CI use. `make help` lists them.
+SHELL := /bin/bash
+VENV := .venv
+BIN := $(VENV)/bin
+PYTHON ?= python3
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## List the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(BIN)/chorus: pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+.PHONY: install
+install: $(BIN)/chorus ## Create .venv and install Chorus with its test tools
+
+.PHONY: up
+up: install ## Start Postgres, Kafka and the four services in the background; prints URLs and a demo key
+	$(BIN)/chorus up
+
+.PHONY: down
+down: install ## Stop everything `make up` started
+	$(BIN)/chorus down
+
+.PHONY: status
+status: install ## Show which parts of the embedded stack run
+	$(BIN)/chorus status
+
+.PHONY: system-deps
+system-deps: ## Install the Debian tools the tests use when they are missing (docker-compose)
+	@command -v docker-compose >/dev/null || { \
+		echo "installing Debian's docker-compose (validates the compose file without an engine)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null; }
+
+.PHONY: lint
+lint: install ## ruff: lint and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+.PHONY: typecheck
+typecheck: install ## mypy --strict over shared/ and services/
+	$(BIN)/mypy
+
+.PHONY: test
+test: install system-deps lint typecheck ## Lint, type-check and run the whole suite against real Kafka and Postgres
+	$(BIN)/pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+.PHONY: format
+format: install ## Rewrite the code in ruff's format
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .

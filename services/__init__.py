@@ -1,0 +1,1 @@
+"""The four Chorus services: ingest, embed, cluster and search."""

