@@ -2,6 +2,7 @@
 
 import shutil
 import subprocess
+from typing import Any
 
 import pytest
 import yaml
@@ -11,11 +12,12 @@ from shared.stack.local import SERVICE_SETTINGS, StackSettings
 from tests.conftest import REPO_ROOT
 
 COMPOSE = REPO_ROOT / "docker-compose.yml"
-KNOWN_SETTINGS = {row[0] for cls in (CommonSettings, StackSettings, *SERVICE_SETTINGS.values()) for row in describe(cls)}
+SETTINGS_CLASSES = (CommonSettings, StackSettings, *SERVICE_SETTINGS.values())
+KNOWN_SETTINGS = {row[0] for cls in SETTINGS_CLASSES for row in describe(cls)}
 
 
 @pytest.fixture(scope="module")
-def compose() -> dict:  # type: ignore[type-arg]
+def compose() -> dict[str, Any]:
     return yaml.safe_load(COMPOSE.read_text())
 
 
@@ -27,7 +29,7 @@ def test_the_compose_file_is_valid() -> None:
 
 
 @pytest.mark.parametrize("service", list(SERVICE_SETTINGS))
-def test_each_service_runs_from_the_one_image_on_its_port(compose: dict, service: str) -> None:  # type: ignore[type-arg]
+def test_each_service_runs_from_the_one_image_on_its_port(compose: dict[str, Any], service: str) -> None:
     definition = compose["services"][service]
     settings = load(SERVICE_SETTINGS[service], {key: str(value) for key, value in definition["environment"].items()})
     assert definition["build"] == "."
@@ -38,7 +40,7 @@ def test_each_service_runs_from_the_one_image_on_its_port(compose: dict, service
     assert settings.host == "0.0.0.0"
 
 
-def test_every_chorus_variable_in_compose_is_a_documented_setting(compose: dict) -> None:  # type: ignore[type-arg]
+def test_every_chorus_variable_in_compose_is_a_documented_setting(compose: dict[str, Any]) -> None:
     used = {
         name
         for definition in compose["services"].values()
@@ -48,7 +50,7 @@ def test_every_chorus_variable_in_compose_is_a_documented_setting(compose: dict)
     assert used - KNOWN_SETTINGS == set()
 
 
-def test_every_service_has_a_healthcheck_or_runs_once(compose: dict) -> None:  # type: ignore[type-arg]
+def test_every_service_has_a_healthcheck_or_runs_once(compose: dict[str, Any]) -> None:
     without = [name for name, definition in compose["services"].items() if "healthcheck" not in definition]
     assert without == ["init"]
     assert set(compose["volumes"]) == {"kafka-data", "postgres-data", "prometheus-data", "grafana-data"}
