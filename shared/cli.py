@@ -6,9 +6,8 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from uuid import UUID
-
-import asyncpg
 
 from shared import tenants
 from shared.db import create_pool
@@ -59,6 +58,12 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("--name", default="", help="a label for the key")
     create.set_defaults(run=_keys_create)
 
+    publish = commands.add_parser("publish", help="send a JSONL file of events to chorus.raw.events (backfills)")
+    publish.add_argument("file", type=Path)
+    publish.add_argument("--source", help="set this source on every event")
+    publish.add_argument("--tenant", help="set this tenant (name or id) on every event")
+    publish.set_defaults(run=_publish)
+
     settings = commands.add_parser("settings", help="print every setting with its default, as a Markdown table")
     settings.set_defaults(run=_settings)
     return parser
@@ -68,7 +73,8 @@ def _up(args: argparse.Namespace) -> int:
     stack = LocalStack()
     values = stack.up()
     seconds = values.pop("CHORUS_UP_SECONDS")
-    print(f"Chorus is up ({seconds}s).")
+    demo_records = values.pop("CHORUS_DEMO_RECORDS", "0")
+    print(f"Chorus is up ({seconds}s); {demo_records} demo records sent through ingest.")
     print(f"  search   {values['CHORUS_SEARCH_URL']}   (API docs: {values['CHORUS_SEARCH_URL']}/docs)")
     print(f"  ingest   {values['CHORUS_INGEST_URL']}")
     for service in ("embed", "cluster"):
@@ -127,7 +133,7 @@ def _keys_create(args: argparse.Namespace) -> int:
     async def run() -> str | None:
         pool = await create_pool(LocalStack().database_url, max_size=1)
         try:
-            tenant_id = await _resolve_tenant(pool, args.tenant)
+            tenant_id = await tenants.resolve_tenant(pool, args.tenant)
             if tenant_id is None:
                 return None
             return await tenants.create_api_key(pool, tenant_id, args.name)
@@ -146,11 +152,26 @@ def _keys_create(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _resolve_tenant(pool: asyncpg.Pool, name_or_id: str) -> UUID | None:
-    try:
-        return UUID(name_or_id)
-    except ValueError:
-        return await tenants.find_tenant(pool, name_or_id)
+def _publish(args: argparse.Namespace) -> int:
+    from services.ingest.publish import publish_lines
+
+    if not args.file.is_file():
+        print(f"chorus: {args.file} is not a file", file=sys.stderr)
+        return 1
+    stack = LocalStack()
+    summary = asyncio.run(
+        publish_lines(
+            args.file.read_bytes().splitlines(),
+            stack.kafka_bootstrap,
+            topic_prefix=stack.environ.get("CHORUS_TOPIC_PREFIX", ""),
+            source=args.source,
+            tenant=args.tenant,
+        )
+    )
+    for problem in summary.problems:
+        print(problem, file=sys.stderr)
+    print(f"sent {summary.sent}, failed {summary.failed}")
+    return 0 if summary.failed == 0 else 1
 
 
 def _settings(args: argparse.Namespace) -> int:

@@ -14,9 +14,6 @@ from pgvector.asyncpg import register_vector
 
 TENANT_SETTING = "chorus.tenant_id"
 
-Connection = asyncpg.Connection
-Pool = asyncpg.Pool
-
 
 async def _init_connection(connection: asyncpg.Connection) -> None:
     await register_vector(connection)

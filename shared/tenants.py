@@ -103,3 +103,14 @@ async def create_tavus_token(pool: asyncpg.Pool, tenant_id: UUID) -> str:
 async def tenant_for_tavus_token(pool: asyncpg.Pool, token: str) -> UUID | None:
     tenant_id: UUID | None = await pool.fetchval("SELECT chorus_tenant_for_tavus_token($1)", hash_secret(token))
     return tenant_id
+
+
+async def resolve_tenant(pool: asyncpg.Pool, name_or_id: str) -> UUID | None:
+    """The id of the tenant named `name_or_id`, or with that id; None when there is none."""
+    try:
+        tenant_id = UUID(name_or_id)
+    except ValueError:
+        return await find_tenant(pool, name_or_id)
+    async with tenant_transaction(pool, tenant_id) as connection:
+        exists = await connection.fetchval("SELECT true FROM tenants WHERE id = $1", tenant_id)
+    return tenant_id if exists else None

@@ -1,13 +1,31 @@
-"""The ingest service's HTTP app."""
+"""The ingest service: webhooks and producer events in, normalized documents out."""
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import FastAPI
 
+from services.ingest.agents import Normalizer
 from services.ingest.settings import IngestSettings
-from shared.service import service_app
+from services.ingest.webhooks import add_ingest_routes
+from shared.service import Resources, service_app
+from shared.stream import run_agent
 
 
 def create_app(settings: IngestSettings) -> FastAPI:
-    """The ingest service: health, readiness and metrics."""
-    return service_app("Chorus ingest", settings)
+    """Webhook endpoints, plus (unless turned off) the agents that normalize the raw topics."""
+
+    async def start(resources: Resources) -> None:
+        if not settings.normalize:
+            return
+        normalizer = Normalizer(resources.pool, resources.producer, settings.topic_prefix)
+        for agent in normalizer.agents():
+            resources.background.append(
+                asyncio.create_task(run_agent(agent, settings.kafka_bootstrap, resources.producer), name=agent.name)
+            )
+
+    app = service_app("Chorus ingest", settings, start=start)
+    app.state.settings = settings
+    add_ingest_routes(app)
+    return app

@@ -25,6 +25,7 @@ from shared.kafka import ensure_topics
 from shared.migrate import migrate
 from shared.settings import load, setting
 from shared.stack.broker import KafkaBroker
+from shared.stack.demo import load_demo_data
 from shared.stack.postgres import EmbeddedPostgres
 from shared.stack.processes import StackError, require_free_port, running_pid, spawn, stop
 
@@ -55,6 +56,7 @@ class StackSettings:
     )
     topic_partitions: int = setting("CHORUS_TOPIC_PARTITIONS", 6, "Partitions of each topic created at start.")
     embedding_dim: int = setting("CHORUS_EMBEDDING_DIM", 384, "Dimension of the vector columns the migrations create.")
+    demo_data: bool = setting("CHORUS_DEMO_DATA", True, "Whether `chorus up` sends the demo data through ingest.")
     admin_database_url: str = setting(
         "CHORUS_ADMIN_DATABASE_URL",
         "",
@@ -142,6 +144,9 @@ class LocalStack:
         demo = asyncio.run(self._demo_credentials())
         self._wait_ready(timeout=120.0)
         self._write_env(demo)
+        if self.settings.demo_data:
+            loaded = load_demo_data(demo)
+            demo["CHORUS_DEMO_RECORDS"] = str(sum(loaded.values()))
         demo["CHORUS_UP_SECONDS"] = f"{time.monotonic() - started:.1f}"
         return demo
 

@@ -1,0 +1,298 @@
+"""Agents that turn raw deliveries into stored rows and documents on chorus.docs."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+import asyncpg
+from aiokafka import AIOKafkaProducer, ConsumerRecord
+
+from services.ingest import store
+from services.ingest.events import VCON_SOURCE, documents_of, event_content_hash, vcon_tenant
+from services.ingest.metrics import DOCUMENTS_EMITTED, DUPLICATES, IGNORED_EVENTS
+from services.ingest.streamchat import MESSAGE_EVENTS, MessageEvent, event_type, parse_message_event
+from services.ingest.tavus import SPOKEN_ROLES, Callback, parse_callback
+from shared import topics
+from shared.db import tenant_transaction
+from shared.hashing import normalize_text, text_hash
+from shared.records import Document, EventEnvelope, RawStreamChatDelivery, RawTavusDelivery, utcnow
+from shared.stream import Agent, InvalidRecord
+from shared.tenants import resolve_tenant
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Emission:
+    """A document row to hand on, with what the record about it needs beyond the row."""
+
+    row: store.DocumentRow
+    action: str = "upsert"
+    message: MessageEvent | None = None
+    message_row_id: UUID | None = None
+
+
+class Normalizer:
+    """The three agents of the ingest service, sharing its pool and producer."""
+
+    def __init__(self, pool: asyncpg.Pool, producer: AIOKafkaProducer, topic_prefix: str) -> None:
+        self.pool = pool
+        self.producer = producer
+        self.prefix = topic_prefix
+        self._tenants: dict[str, UUID] = {}
+
+    def agents(self) -> list[Agent]:
+        dead_letters = topics.DLQ.full_name(self.prefix)
+        return [
+            Agent("normalize_streamchat", "ingest", f"{self.prefix}chorus-ingest-streamchat",
+                  (topics.RAW_STREAMCHAT.full_name(self.prefix),), self.normalize_streamchat, dead_letters),
+            Agent("normalize_tavus", "ingest", f"{self.prefix}chorus-ingest-tavus",
+                  (topics.RAW_TAVUS.full_name(self.prefix),), self.normalize_tavus, dead_letters),
+            Agent("normalize_events", "ingest", f"{self.prefix}chorus-ingest-events",
+                  (topics.RAW_EVENTS.full_name(self.prefix),), self.normalize_events, dead_letters),
+        ]  # fmt: skip
+
+    # StreamChat
+
+    async def normalize_streamchat(self, record: ConsumerRecord[bytes, bytes]) -> None:
+        delivery = RawStreamChatDelivery.from_bytes(record.value or b"")
+        kind = event_type(delivery.body)
+        if kind not in MESSAGE_EVENTS:
+            IGNORED_EVENTS.labels("streamchat", kind[:64]).inc()
+            return
+        event = parse_message_event(delivery.body, delivery.paid_channel_types)
+        tenant_id = delivery.tenant_id
+        async with tenant_transaction(self.pool, tenant_id) as db:
+            if not await store.record_streamchat_delivery(db, tenant_id, delivery.webhook_id, event.message_id):
+                DUPLICATES.labels("streamchat", "webhook_id").inc()
+                emissions = await self._pending_for_message(db, tenant_id, event)
+            elif kind == "message.deleted":
+                emissions = await self._delete_message(db, tenant_id, event)
+            else:
+                emissions = await self._store_message(db, tenant_id, event, delivery.body)
+        await self._emit(emissions, delivery.received_at, delivery.correlation_id)
+
+    async def _store_message(
+        self, db: asyncpg.Connection, tenant_id: UUID, event: MessageEvent, body: dict[str, object]
+    ) -> list[Emission]:
+        content_hash = text_hash(event.text)
+        existing = await store.find_message(db, tenant_id, event.message_id)
+        if existing is None:
+            row_id = await store.insert_message(db, tenant_id, event, content_hash, body)
+        elif existing["content_hash"] == content_hash or existing["deleted_at"] is not None:
+            DUPLICATES.labels("streamchat", "message_content").inc()
+            return await self._pending_for_message(db, tenant_id, event)
+        else:
+            row_id = existing["id"]
+            await store.update_message_text(db, row_id, event, content_hash, body)
+        if not event.text:
+            return []
+        document, changed = await store.upsert_document(
+            db,
+            store.NewDocument(
+                tenant_id=tenant_id, source="streamchat", content_type="message", doc_key=event.message_id,
+                text=event.text, content_hash=content_hash, external_id=event.message_id,
+                creator_id=event.creator_id, channel_cid=event.channel_cid, occurred_at=event.created_at,
+                metadata={"message_id": event.message_id, "direction": event.direction, "is_paid": event.is_paid,
+                          "visitor_id": event.visitor.id if event.visitor else None},
+            ),
+        )  # fmt: skip
+        await store.link_message_document(db, row_id, document.id)
+        return [Emission(document, message=event, message_row_id=row_id)] if changed else []
+
+    async def _delete_message(self, db: asyncpg.Connection, tenant_id: UUID, event: MessageEvent) -> list[Emission]:
+        existing = await store.find_message(db, tenant_id, event.message_id)
+        if existing is None or existing["deleted_at"] is not None:
+            DUPLICATES.labels("streamchat", "already_deleted" if existing else "unknown_message").inc()
+            return []
+        await store.mark_message_deleted(db, existing["id"], event.deleted_at)
+        if existing["document_id"] is None:
+            return []
+        document = await store.mark_document_deleted(db, existing["document_id"])
+        if document is None:
+            return []
+        return [Emission(document, action="delete", message=event, message_row_id=existing["id"])]
+
+    async def _pending_for_message(
+        self, db: asyncpg.Connection, tenant_id: UUID, event: MessageEvent
+    ) -> list[Emission]:
+        existing = await store.find_message(db, tenant_id, event.message_id)
+        if existing is None or existing["document_id"] is None:
+            return []
+        pending = await store.pending_documents(db, [existing["document_id"]])
+        return [Emission(row, message=event, message_row_id=existing["id"]) for row in pending]
+
+    # Tavus
+
+    async def normalize_tavus(self, record: ConsumerRecord[bytes, bytes]) -> None:
+        delivery = RawTavusDelivery.from_bytes(record.value or b"")
+        callback = parse_callback(delivery.body)
+        tenant_id = delivery.tenant_id
+        async with tenant_transaction(self.pool, tenant_id) as db:
+            fresh = await store.record_tavus_event(
+                db, tenant_id, callback.event_hash, callback.conversation_id, callback.event_type, delivery.body
+            )
+            if fresh:
+                emissions = await self._apply_callback(db, tenant_id, callback)
+            else:
+                DUPLICATES.labels("tavus", "event_hash").inc()
+                emissions = []
+        await self._emit(emissions, delivery.received_at, delivery.correlation_id)
+
+    async def _apply_callback(self, db: asyncpg.Connection, tenant_id: UUID, callback: Callback) -> list[Emission]:
+        conversation = callback.conversation_id
+        properties = callback.properties
+        kind = callback.event_type
+        if kind == "system.replica_joined":
+            await store.update_conversation(
+                db, tenant_id, conversation, status="active", replica_id=_string(properties.get("replica_id")),
+                started_at=callback.timestamp,
+            )  # fmt: skip
+            return []
+        if kind == "system.shutdown":
+            await store.update_conversation(
+                db, tenant_id, conversation, status="ended",
+                shutdown_reason=_string(properties.get("shutdown_reason")), ended_at=callback.timestamp,
+            )  # fmt: skip
+            return []
+        if kind == "application.recording_ready":
+            await store.update_conversation(
+                db, tenant_id, conversation, recording_uri=_string(properties.get("storage_uri"))
+            )
+            return []
+        if kind == "application.transcription_ready":
+            await store.update_conversation(db, tenant_id, conversation)
+            return await self._store_transcript(db, tenant_id, callback)
+        if kind == "application.perception_analysis":
+            analysis = properties.get("analysis")
+            await store.update_conversation(db, tenant_id, conversation, perception_analysis=analysis)
+            text = normalize_text(analysis if isinstance(analysis, str) else str(analysis or ""))
+            if not text:
+                return []
+            _, emissions = await self._conversation_document(
+                db, tenant_id, callback, "perception_analysis", "perception_analysis", text, {}
+            )
+            return emissions
+        await store.update_conversation(db, tenant_id, conversation)
+        IGNORED_EVENTS.labels("tavus", kind[:64]).inc()
+        return []
+
+    async def _store_transcript(self, db: asyncpg.Connection, tenant_id: UUID, callback: Callback) -> list[Emission]:
+        emissions = []
+        for turn in callback.transcript:
+            document_id = None
+            if turn.role in SPOKEN_ROLES and turn.content:
+                document_id, emitted = await self._conversation_document(
+                    db, tenant_id, callback, "transcript", f"turn_{turn.index}", turn.content,
+                    {"role": turn.role, "turn_index": turn.index},
+                )  # fmt: skip
+                emissions += emitted
+            await store.upsert_conversation_message(
+                db, tenant_id, callback.conversation_id, turn.index, turn.role, turn.content, document_id
+            )
+        return emissions
+
+    async def _conversation_document(
+        self, db: asyncpg.Connection, tenant_id: UUID, callback: Callback, content_type: str, ref: str, text: str,
+        metadata: dict[str, object],
+    ) -> tuple[UUID, list[Emission]]:  # fmt: skip
+        document, changed = await store.upsert_document(
+            db,
+            store.NewDocument(
+                tenant_id=tenant_id, source="tavus", content_type=content_type,
+                doc_key=f"{callback.conversation_id}:{ref}", text=text, content_hash=text_hash(text),
+                content_ref=ref, external_id=callback.conversation_id, conversation_id=callback.conversation_id,
+                metadata=metadata, occurred_at=callback.timestamp,
+            ),
+        )  # fmt: skip
+        if changed:
+            return document.id, [Emission(document)]
+        return document.id, [Emission(row) for row in await store.pending_documents(db, [document.id])]
+
+    # Raw events and vCon
+
+    async def normalize_events(self, record: ConsumerRecord[bytes, bytes]) -> None:
+        envelope = EventEnvelope.from_bytes(record.value or b"")
+        tenant_id = await self._tenant_of(envelope, dict(record.headers or ()))
+        drafts = documents_of(envelope)
+        async with tenant_transaction(self.pool, tenant_id) as db:
+            raw_id, outcome = await store.upsert_raw_event(
+                db, tenant_id, envelope.source, envelope.event_type, envelope.external_id, envelope.occurred_at,
+                event_content_hash(envelope), envelope.payload, envelope.tags, envelope.metadata,
+            )  # fmt: skip
+            if outcome == "duplicate":
+                DUPLICATES.labels(envelope.source, "external_id").inc()
+                pending = await store.pending_documents(db, await store.referenced_documents(db, raw_id))
+                emissions = [Emission(row) for row in pending]
+            else:
+                emissions, document_ids = [], []
+                for draft in drafts:
+                    content_hash = text_hash(draft.text)
+                    document, changed = await store.upsert_document(
+                        db,
+                        store.NewDocument(
+                            tenant_id=tenant_id, source=envelope.source, content_type=draft.content_type,
+                            doc_key=content_hash.hex(), text=draft.text, content_hash=content_hash,
+                            content_ref=draft.content_ref, external_id=envelope.external_id,
+                            tags=draft.tags, metadata={**envelope.metadata, **draft.metadata},
+                            occurred_at=envelope.occurred_at,
+                        ),
+                    )  # fmt: skip
+                    document_ids.append(document.id)
+                    if changed:
+                        emissions.append(Emission(document))
+                    else:
+                        DUPLICATES.labels(envelope.source, "content_hash").inc()
+                await store.replace_references(db, tenant_id, raw_id, document_ids)
+        await self._emit(emissions, envelope.received_at or utcnow(), envelope.correlation_id)
+
+    async def _tenant_of(self, envelope: EventEnvelope, headers: dict[str, bytes]) -> UUID:
+        header = headers.get("tenant_id")
+        named = envelope.tenant_id or (header.decode(errors="replace") if header else None)
+        if named is None and envelope.source == VCON_SOURCE:
+            named = vcon_tenant(envelope)
+        if not named:
+            raise InvalidRecord("the event names no tenant: set 'tenant_id' in the record or its tenant_id header")
+        if named not in self._tenants:
+            tenant_id = await resolve_tenant(self.pool, named)
+            if tenant_id is None:
+                raise InvalidRecord(f"no tenant is named or has the id {named[:128]!r}")
+            self._tenants[named] = tenant_id
+        return self._tenants[named]
+
+    # Output
+
+    async def _emit(self, emissions: list[Emission], received_at: datetime, correlation_id: str | None) -> None:
+        """Hand the documents on, after their rows committed; waits for every acknowledgement."""
+        topic = topics.DOCS.full_name(self.prefix)
+        pending = []
+        for emission in emissions:
+            document = _document_record(emission, received_at, correlation_id)
+            key = f"{document.tenant_id}:{document.creator_id or document.conversation_id or document.external_id}"
+            pending.append(await self.producer.send(topic, document.to_bytes(), key=key.encode()))
+            DOCUMENTS_EMITTED.labels(document.source, document.action).inc()
+        for future in pending:
+            await future
+
+
+def _document_record(emission: Emission, received_at: datetime, correlation_id: str | None) -> Document:
+    row, message = emission.row, emission.message
+    return Document(
+        document_id=row.id, tenant_id=row.tenant_id, action="delete" if emission.action == "delete" else "upsert",
+        source=row.source, content_type=row.content_type, content_ref=row.content_ref, external_id=row.external_id,
+        text=row.text, content_hash=row.content_hash.hex(), creator_id=row.creator_id,
+        conversation_id=row.conversation_id, channel_cid=row.channel_cid, tags=row.tags,
+        occurred_at=row.occurred_at, received_at=received_at, correlation_id=correlation_id,
+        message_row_id=emission.message_row_id,
+        message_id=message.message_id if message else None,
+        visitor_id=message.visitor.id if message and message.visitor else None,
+        direction=message.direction if message else None,
+        is_paid=message.is_paid if message else None,
+    )  # fmt: skip
+
+
+def _string(value: object) -> str | None:
+    return value if isinstance(value, str) else None

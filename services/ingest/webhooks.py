@@ -1,0 +1,202 @@
+"""The ingest HTTP endpoints: verify, validate, and answer 2xx only once Kafka has the record."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+from uuid import UUID
+
+from aiokafka.errors import KafkaError
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+
+from services.ingest.metrics import EVENTS_ACCEPTED, PRODUCE_SECONDS, REQUESTS, SIGNATURE_FAILURES
+from services.ingest.requests import RequestProblem, parse_json, read_body
+from services.ingest.settings import IngestSettings
+from services.ingest.streamchat import MESSAGE_EVENTS, creator_key, event_type, signature_is_valid
+from services.ingest.tavus import parse_callback
+from shared import tenants, topics
+from shared.hashing import sha256
+from shared.records import EventEnvelope, RawStreamChatDelivery, RawTavusDelivery, utcnow
+from shared.service import Resources
+from shared.stream import InvalidRecord
+
+router = APIRouter()
+
+NDJSON_TYPES = ("application/x-ndjson", "application/ndjson", "application/jsonl", "application/x-jsonlines")
+
+
+def add_ingest_routes(app: FastAPI) -> None:
+    app.include_router(router)
+
+    @app.exception_handler(RequestProblem)
+    async def refuse(request: Request, problem: RequestProblem) -> JSONResponse:
+        body: dict[str, Any] = {"error": problem.message}
+        if problem.problems:
+            body["problems"] = problem.problems
+        return JSONResponse(body, status_code=problem.status)
+
+    @app.middleware("http")
+    async def count_requests(request: Request, call_next: Any) -> Any:
+        response = await call_next(request)
+        route = request.scope.get("route")
+        REQUESTS.labels(getattr(route, "path", "unmatched"), str(response.status_code)).inc()
+        return response
+
+
+@router.post("/webhooks/streamchat", summary="StreamChat push webhook")
+async def receive_streamchat(request: Request) -> JSONResponse:
+    resources, settings = _context(request)
+    body = await read_body(request, settings.max_body_bytes)
+    app = await tenants.streamchat_app(resources.pool, request.headers.get("x-api-key", ""))
+    if app is None:
+        SIGNATURE_FAILURES.labels("streamchat").inc()
+        raise RequestProblem(401, "X-Api-Key names no StreamChat app known to Chorus")
+    if not signature_is_valid(body, request.headers.get("x-signature", ""), app.api_secret):
+        SIGNATURE_FAILURES.labels("streamchat").inc()
+        raise RequestProblem(401, "X-Signature does not match the body signed with the app's secret")
+    payload = _object(parse_json(body))
+    try:
+        key = creator_key(payload)
+    except InvalidRecord as error:
+        raise RequestProblem(400, str(error)) from None
+    webhook_id = request.headers.get("x-webhook-id", "").strip()[:256]
+    correlation_id = _correlation_id(request)
+    delivery = RawStreamChatDelivery(
+        tenant_id=app.tenant_id,
+        # Without a webhook id, the body itself identifies the delivery, so a resend is still caught.
+        webhook_id=webhook_id or "sha256:" + sha256(body).hex(),
+        attempt=_attempt(request.headers.get("x-webhook-attempt")),
+        received_at=utcnow(),
+        paid_channel_types=tuple(sorted({*app.paid_channel_types, *settings.paid_channel_types})),
+        correlation_id=correlation_id,
+        body=payload,
+    )
+    await _produce(resources, topics.RAW_STREAMCHAT, key, delivery.to_bytes())
+    EVENTS_ACCEPTED.labels("streamchat").inc()
+    kind = event_type(payload)
+    return _accepted({"accepted": 1, "event_type": kind, "stored": kind in MESSAGE_EVENTS}, correlation_id, 200)
+
+
+@router.post("/webhooks/tavus", summary="Tavus conversation callback")
+async def receive_tavus(request: Request) -> JSONResponse:
+    resources, settings = _context(request)
+    token = request.headers.get("x-chorus-token") or request.query_params.get("token") or ""
+    tenant_id = await tenants.tenant_for_tavus_token(resources.pool, token) if token else None
+    if tenant_id is None:
+        SIGNATURE_FAILURES.labels("tavus").inc()
+        raise RequestProblem(401, "a valid X-Chorus-Token header or token query parameter is required")
+    payload = _object(parse_json(await read_body(request, settings.max_body_bytes)))
+    try:
+        callback = parse_callback(payload)
+    except InvalidRecord as error:
+        raise RequestProblem(400, str(error)) from None
+    correlation_id = _correlation_id(request)
+    delivery = RawTavusDelivery(tenant_id=tenant_id, received_at=utcnow(), correlation_id=correlation_id, body=payload)
+    await _produce(resources, topics.RAW_TAVUS, callback.conversation_id, delivery.to_bytes())
+    EVENTS_ACCEPTED.labels("tavus").inc()
+    return _accepted({"accepted": 1, "event_type": callback.event_type}, correlation_id, 200)
+
+
+@router.post("/v1/events", summary="Events from any producer: one object, a JSON array, or NDJSON")
+async def receive_events(request: Request) -> JSONResponse:
+    resources, settings = _context(request)
+    tenant_id = await _bearer_tenant(request, resources)
+    body = await read_body(request, settings.max_body_bytes)
+    items = _event_items(body, request.headers.get("content-type", ""))
+    if not items:
+        raise RequestProblem(400, "the body holds no event")
+    if len(items) > settings.max_events_per_request:
+        raise RequestProblem(413, f"{len(items)} events in one request; the limit is {settings.max_events_per_request}")
+    correlation_id = _correlation_id(request)
+    received_at = utcnow()
+    envelopes, problems = [], []
+    for index, item in enumerate(items):
+        try:
+            envelope = EventEnvelope.model_validate(item)
+        except ValidationError as error:
+            problems += [
+                {"event": index, "field": ".".join(str(part) for part in detail["loc"]), "problem": detail["msg"]}
+                for detail in error.errors(include_url=False, include_input=False)
+            ]
+            continue
+        if envelope.tenant_id not in (None, str(tenant_id)):
+            problems.append({"event": index, "field": "tenant_id", "problem": "names another tenant than the key's"})
+            continue
+        envelopes.append(
+            envelope.model_copy(
+                update={"tenant_id": str(tenant_id), "received_at": received_at, "correlation_id": correlation_id}
+            )
+        )
+    if problems:
+        raise RequestProblem(400, f"{len({p['event'] for p in problems})} of {len(items)} events are invalid; none "
+                             "was accepted", problems[:100])  # fmt: skip
+    await _produce_all(
+        resources,
+        topics.RAW_EVENTS,
+        [(f"{tenant_id}:{envelope.external_id}", envelope.to_bytes()) for envelope in envelopes],
+    )
+    for envelope in envelopes:
+        EVENTS_ACCEPTED.labels(envelope.source).inc()
+    return _accepted({"accepted": len(envelopes)}, correlation_id, 202)
+
+
+def _context(request: Request) -> tuple[Resources, IngestSettings]:
+    resources: Resources = request.app.state.resources
+    settings: IngestSettings = request.app.state.settings
+    return resources, settings
+
+
+async def _bearer_tenant(request: Request, resources: Resources) -> UUID:
+    scheme, _, key = request.headers.get("authorization", "").partition(" ")
+    tenant_id = await tenants.tenant_for_api_key(resources.pool, key.strip()) if scheme.lower() == "bearer" else None
+    if tenant_id is None:
+        SIGNATURE_FAILURES.labels("events").inc()
+        raise RequestProblem(401, "an Authorization: Bearer <API key> header with a valid key is required")
+    return tenant_id
+
+
+def _event_items(body: bytes, content_type: str) -> list[Any]:
+    if content_type.split(";")[0].strip().lower() in NDJSON_TYPES:
+        lines = [line for line in body.split(b"\n") if line.strip()]
+        return [parse_json(line, f"line {number}") for number, line in enumerate(lines, start=1)]
+    value = parse_json(body)
+    return value if isinstance(value, list) else [value]
+
+
+def _object(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise RequestProblem(400, f"the body must be a JSON object, not {type(value).__name__}")
+    return value
+
+
+def _attempt(header: str | None) -> int | None:
+    return int(header) if header and header.isdigit() and len(header) < 6 else None
+
+
+def _correlation_id(request: Request) -> str:
+    given = request.headers.get("x-request-id", "")
+    return given[:128] if given.isascii() and given.isprintable() and given else uuid.uuid4().hex
+
+
+def _accepted(body: dict[str, Any], correlation_id: str, status: int) -> JSONResponse:
+    return JSONResponse(body, status_code=status, headers={"X-Correlation-Id": correlation_id})
+
+
+async def _produce(resources: Resources, topic: topics.Topic, key: str, value: bytes) -> None:
+    await _produce_all(resources, topic, [(key, value)])
+
+
+async def _produce_all(resources: Resources, topic: topics.Topic, records: list[tuple[str, bytes]]) -> None:
+    """Send every record and wait until the broker acknowledged all of them (acks=all)."""
+    name = topic.full_name(resources.settings.topic_prefix)
+    started = time.perf_counter()
+    try:
+        futures = [await resources.producer.send(name, value, key=key.encode()) for key, value in records]
+        for future in futures:
+            await future
+    except KafkaError as error:
+        raise RequestProblem(503, f"Kafka did not acknowledge the event ({type(error).__name__}); retry") from None
+    PRODUCE_SECONDS.labels(topic.name).observe(time.perf_counter() - started)

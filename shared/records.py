@@ -1,0 +1,137 @@
+"""The records Chorus's topics carry, each schema defined once (see shared/topics.py for the topics)."""
+
+from __future__ import annotations
+
+import base64
+import re
+from datetime import UTC, datetime
+from typing import Any, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+_SOURCE = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
+MAX_TEXT_CHARS = 200_000
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Record(BaseModel):
+    """A topic record: JSON on the wire, strict about what it accepts."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json().encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Any:
+        return cls.model_validate_json(data)
+
+
+class RawStreamChatDelivery(Record):
+    """One StreamChat webhook delivery as ingest accepted it (chorus.raw.streamchat)."""
+
+    tenant_id: UUID
+    webhook_id: str
+    attempt: int | None = None
+    received_at: datetime
+    paid_channel_types: tuple[str, ...] = ()
+    correlation_id: str
+    body: dict[str, Any]
+
+
+class RawTavusDelivery(Record):
+    """One Tavus callback as ingest accepted it (chorus.raw.tavus)."""
+
+    tenant_id: UUID
+    received_at: datetime
+    correlation_id: str
+    body: dict[str, Any]
+
+
+class EventEnvelope(Record):
+    """The generic event of `POST /v1/events` and chorus.raw.events.
+
+    Over HTTP the tenant comes from the API key; on Kafka from `tenant_id` (a tenant's id or
+    name), the record's `tenant_id` header, or a vCon's tenant attachment.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_max_length=MAX_TEXT_CHARS)
+
+    source: str = Field(min_length=1, max_length=64)
+    event_type: str = Field(min_length=1, max_length=128)
+    external_id: str = Field(min_length=1, max_length=512)
+    occurred_at: datetime | None = None
+    text: str | None = None
+    payload: dict[str, Any] = Field(default_factory=dict)
+    tags: dict[str, str] = Field(default_factory=dict)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    tenant_id: str | None = Field(default=None, max_length=128)
+    received_at: datetime | None = None
+    correlation_id: str | None = Field(default=None, max_length=128)
+
+    @field_validator("source")
+    @classmethod
+    def _source_is_a_name(cls, value: str) -> str:
+        if not _SOURCE.match(value):
+            raise ValueError("must be a lowercase name: letters, digits, '_', '-' or '.', starting with a letter")
+        return value
+
+    @field_validator("tags")
+    @classmethod
+    def _tags_are_short(cls, value: dict[str, str]) -> dict[str, str]:
+        if len(value) > 64 or any(len(key) > 128 or len(tag) > 512 for key, tag in value.items()):
+            raise ValueError("at most 64 tags, keys up to 128 and values up to 512 characters")
+        return value
+
+
+class Document(Record):
+    """A normalized document to embed (chorus.docs); its row already exists in `documents`."""
+
+    document_id: UUID
+    tenant_id: UUID
+    action: Literal["upsert", "delete"] = "upsert"
+    source: str
+    content_type: str
+    content_ref: str | None = None
+    external_id: str | None = None
+    text: str
+    content_hash: str
+    creator_id: str | None = None
+    conversation_id: str | None = None
+    channel_cid: str | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
+    occurred_at: datetime | None = None
+    received_at: datetime
+    correlation_id: str | None = None
+    # StreamChat messages only: what the cluster service needs.
+    message_row_id: UUID | None = None
+    message_id: str | None = None
+    visitor_id: str | None = None
+    direction: Literal["inbound", "outgoing"] | None = None
+    is_paid: bool | None = None
+
+
+class DeadLetter(Record):
+    """A record that could not be processed (chorus.dlq), with its original bytes and the reason."""
+
+    service: str
+    topic: str
+    partition: int
+    offset: int
+    key_b64: str | None
+    value_b64: str
+    error_class: str
+    reason: str
+    failed_at: datetime
+
+    @property
+    def value(self) -> bytes:
+        return base64.b64decode(self.value_b64)
+
+    @staticmethod
+    def encode(data: bytes | None) -> str | None:
+        return None if data is None else base64.b64encode(data).decode()

@@ -1,0 +1,137 @@
+"""Consumer loops ("agents"): process each record, dead-letter the bad ones, commit after the work."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import asyncpg
+from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaError
+
+from shared.kafka import create_consumer
+from shared.metrics import CONSUMER_LAG, DEAD_LETTERS, PROCESSING_ERRORS, RECORDS_PROCESSED
+from shared.records import DeadLetter, utcnow
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[ConsumerRecord[bytes, bytes]], Awaitable[None]]
+
+# Failures of what a record's work depends on, not of the record: wait and try the same record again.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    KafkaError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.SerializationError,
+    asyncpg.DeadlockDetectedError,
+)
+
+
+class InvalidRecord(ValueError):
+    """The record itself cannot be processed; it goes to the dead-letter topic with this reason."""
+
+
+@dataclass(frozen=True)
+class Agent:
+    """A consumer group that runs `handle` on every record of `topics`, in order per partition."""
+
+    name: str
+    service: str
+    group_id: str
+    topics: tuple[str, ...]
+    handle: Handler
+    dead_letter_topic: str
+    max_batch: int = 200
+
+
+async def run_agent(agent: Agent, bootstrap: str, producer: AIOKafkaProducer) -> None:
+    """Run `agent` until cancelled, restarting its consumer after broker failures."""
+    delay = 0.5
+    while True:
+        try:
+            await _consume(agent, bootstrap, producer)
+        except asyncio.CancelledError:
+            raise
+        except TRANSIENT_ERRORS as error:
+            log.warning("consumer failed; restarting", extra={"agent": agent.name, "error": repr(error)})
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+
+async def _consume(agent: Agent, bootstrap: str, producer: AIOKafkaProducer) -> None:
+    consumer = create_consumer(bootstrap, agent.group_id, *agent.topics)
+    await consumer.start()
+    try:
+        while True:
+            batches = await consumer.getmany(timeout_ms=500, max_records=agent.max_batch)
+            for partition, records in batches.items():
+                for record in records:
+                    await _process(agent, producer, record)
+                # Committed only now: every record up to here is durably processed or dead-lettered.
+                await consumer.commit({partition: records[-1].offset + 1})
+                _record_lag(agent, consumer.highwater(partition), records[-1].offset + 1, partition)
+    finally:
+        await consumer.stop()
+
+
+async def _process(agent: Agent, producer: AIOKafkaProducer, record: ConsumerRecord[bytes, bytes]) -> None:
+    delay = 0.2
+    while True:
+        try:
+            await agent.handle(record)
+            break
+        except asyncio.CancelledError:
+            raise
+        except TRANSIENT_ERRORS as error:
+            PROCESSING_ERRORS.labels(agent.service, record.topic, type(error).__name__).inc()
+            log.warning(
+                "a dependency failed; retrying the record",
+                extra={"agent": agent.name, "offset": record.offset, "error": repr(error)},
+            )
+            await asyncio.sleep(delay * (1 + random.random()))
+            delay = min(delay * 2, 5.0)
+        except Exception as error:
+            # Anything else is this record's doing: park it with the reason and move on.
+            PROCESSING_ERRORS.labels(agent.service, record.topic, type(error).__name__).inc()
+            await send_dead_letter(producer, agent.dead_letter_topic, agent.service, record, error)
+            break
+    RECORDS_PROCESSED.labels(agent.service, record.topic).inc()
+
+
+async def send_dead_letter(
+    producer: AIOKafkaProducer,
+    dead_letter_topic: str,
+    service: str,
+    record: ConsumerRecord[bytes, bytes],
+    error: BaseException,
+) -> None:
+    """Publish `record` with why it failed to the dead-letter topic, keyed by its original key."""
+    letter = DeadLetter(
+        service=service,
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        key_b64=DeadLetter.encode(record.key),
+        value_b64=DeadLetter.encode(record.value or b"") or "",
+        error_class=type(error).__name__,
+        reason=str(error)[:2000] or type(error).__name__,
+        failed_at=utcnow(),
+    )
+    await producer.send_and_wait(dead_letter_topic, letter.to_bytes(), key=record.key)
+    DEAD_LETTERS.labels(service, record.topic, letter.error_class).inc()
+    log.warning(
+        "dead-lettered a record",
+        extra={"topic": record.topic, "offset": record.offset, "error_class": letter.error_class},
+    )
+
+
+def _record_lag(agent: Agent, highwater: int | None, position: int, partition: TopicPartition) -> None:
+    if highwater is not None:
+        CONSUMER_LAG.labels(agent.service, partition.topic, str(partition.partition)).set(max(highwater - position, 0))
