@@ -54,3 +54,10 @@ test: install system-deps lint typecheck ## Lint, type-check and run the whole s
 format: install ## Rewrite the code in ruff's format
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+.PHONY: bench-ingest
+bench-ingest: install ## Webhook requests/s the ingest endpoint sustains (needs `make up`)
+	$(BIN)/python -m bench.ingest
+
+.PHONY: bench
+bench: bench-ingest ## Every benchmark; results in .chorus/bench/

@@ -7,6 +7,7 @@ import logging
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
@@ -18,7 +19,9 @@ from shared.records import DeadLetter, utcnow
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[ConsumerRecord[bytes, bytes]], Awaitable[None]]
+# A handler may return the acknowledgements of records it sent; they are awaited before the
+# offsets are committed, so a batch's output is produced in parallel but never lost.
+Handler = Callable[[ConsumerRecord[bytes, bytes]], Awaitable[list[asyncio.Future[Any]] | None]]
 
 # Failures of what a record's work depends on, not of the record: wait and try the same record again.
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
@@ -72,8 +75,10 @@ async def _consume(agent: Agent, bootstrap: str, producer: AIOKafkaProducer) -> 
         while True:
             batches = await consumer.getmany(timeout_ms=500, max_records=agent.max_batch)
             for partition, records in batches.items():
+                acknowledgements: list[asyncio.Future[Any]] = []
                 for record in records:
-                    await _process(agent, producer, record)
+                    acknowledgements += await _process(agent, producer, record)
+                await asyncio.gather(*acknowledgements)
                 # Committed only now: every record up to here is durably processed or dead-lettered.
                 await consumer.commit({partition: records[-1].offset + 1})
                 _record_lag(agent, consumer.highwater(partition), records[-1].offset + 1, partition)
@@ -81,11 +86,14 @@ async def _consume(agent: Agent, bootstrap: str, producer: AIOKafkaProducer) -> 
         await consumer.stop()
 
 
-async def _process(agent: Agent, producer: AIOKafkaProducer, record: ConsumerRecord[bytes, bytes]) -> None:
+async def _process(
+    agent: Agent, producer: AIOKafkaProducer, record: ConsumerRecord[bytes, bytes]
+) -> list[asyncio.Future[Any]]:
     delay = 0.2
+    acknowledgements: list[asyncio.Future[Any]] = []
     while True:
         try:
-            await agent.handle(record)
+            acknowledgements = await agent.handle(record) or []
             break
         except asyncio.CancelledError:
             raise
@@ -103,6 +111,7 @@ async def _process(agent: Agent, producer: AIOKafkaProducer, record: ConsumerRec
             await send_dead_letter(producer, agent.dead_letter_topic, agent.service, record, error)
             break
     RECORDS_PROCESSED.labels(agent.service, record.topic).inc()
+    return acknowledgements
 
 
 async def send_dead_letter(

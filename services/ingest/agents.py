@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 import asyncpg
@@ -23,6 +25,8 @@ from shared.stream import Agent, InvalidRecord
 from shared.tenants import resolve_tenant
 
 log = logging.getLogger(__name__)
+
+Sent = list[asyncio.Future[Any]]
 
 
 @dataclass(frozen=True)
@@ -57,12 +61,12 @@ class Normalizer:
 
     # StreamChat
 
-    async def normalize_streamchat(self, record: ConsumerRecord[bytes, bytes]) -> None:
+    async def normalize_streamchat(self, record: ConsumerRecord[bytes, bytes]) -> Sent:
         delivery = RawStreamChatDelivery.from_bytes(record.value or b"")
         kind = event_type(delivery.body)
         if kind not in MESSAGE_EVENTS:
             IGNORED_EVENTS.labels("streamchat", kind[:64]).inc()
-            return
+            return []
         event = parse_message_event(delivery.body, delivery.paid_channel_types)
         tenant_id = delivery.tenant_id
         async with tenant_transaction(self.pool, tenant_id) as db:
@@ -73,7 +77,7 @@ class Normalizer:
                 emissions = await self._delete_message(db, tenant_id, event)
             else:
                 emissions = await self._store_message(db, tenant_id, event, delivery.body)
-        await self._emit(emissions, delivery.received_at, delivery.correlation_id)
+        return await self._emit(emissions, delivery.received_at, delivery.correlation_id)
 
     async def _store_message(
         self, db: asyncpg.Connection, tenant_id: UUID, event: MessageEvent, body: dict[str, object]
@@ -127,7 +131,7 @@ class Normalizer:
 
     # Tavus
 
-    async def normalize_tavus(self, record: ConsumerRecord[bytes, bytes]) -> None:
+    async def normalize_tavus(self, record: ConsumerRecord[bytes, bytes]) -> Sent:
         delivery = RawTavusDelivery.from_bytes(record.value or b"")
         callback = parse_callback(delivery.body)
         tenant_id = delivery.tenant_id
@@ -140,7 +144,7 @@ class Normalizer:
             else:
                 DUPLICATES.labels("tavus", "event_hash").inc()
                 emissions = []
-        await self._emit(emissions, delivery.received_at, delivery.correlation_id)
+        return await self._emit(emissions, delivery.received_at, delivery.correlation_id)
 
     async def _apply_callback(self, db: asyncpg.Connection, tenant_id: UUID, callback: Callback) -> list[Emission]:
         conversation = callback.conversation_id
@@ -214,7 +218,7 @@ class Normalizer:
 
     # Raw events and vCon
 
-    async def normalize_events(self, record: ConsumerRecord[bytes, bytes]) -> None:
+    async def normalize_events(self, record: ConsumerRecord[bytes, bytes]) -> Sent:
         envelope = EventEnvelope.from_bytes(record.value or b"")
         tenant_id = await self._tenant_of(envelope, dict(record.headers or ()))
         drafts = documents_of(envelope)
@@ -247,7 +251,7 @@ class Normalizer:
                     else:
                         DUPLICATES.labels(envelope.source, "content_hash").inc()
                 await store.replace_references(db, tenant_id, raw_id, document_ids)
-        await self._emit(emissions, envelope.received_at or utcnow(), envelope.correlation_id)
+        return await self._emit(emissions, envelope.received_at or utcnow(), envelope.correlation_id)
 
     async def _tenant_of(self, envelope: EventEnvelope, headers: dict[str, bytes]) -> UUID:
         header = headers.get("tenant_id")
@@ -265,8 +269,8 @@ class Normalizer:
 
     # Output
 
-    async def _emit(self, emissions: list[Emission], received_at: datetime, correlation_id: str | None) -> None:
-        """Hand the documents on, after their rows committed; waits for every acknowledgement."""
+    async def _emit(self, emissions: list[Emission], received_at: datetime, correlation_id: str | None) -> Sent:
+        """Hand the documents on, after their rows committed; the agent loop awaits the acknowledgements."""
         topic = topics.DOCS.full_name(self.prefix)
         pending = []
         for emission in emissions:
@@ -274,8 +278,7 @@ class Normalizer:
             key = f"{document.tenant_id}:{document.creator_id or document.conversation_id or document.external_id}"
             pending.append(await self.producer.send(topic, document.to_bytes(), key=key.encode()))
             DOCUMENTS_EMITTED.labels(document.source, document.action).inc()
-        for future in pending:
-            await future
+        return pending
 
 
 def _document_record(emission: Emission, received_at: datetime, correlation_id: str | None) -> Document:

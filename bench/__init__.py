@@ -1,0 +1,1 @@
+"""Benchmarks: each prints a Markdown table and writes its figures to .chorus/bench/<name>.json."""
