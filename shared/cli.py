@@ -11,6 +11,7 @@ from uuid import UUID
 
 from shared import tenants
 from shared.db import create_pool
+from shared.embedding.settings import EmbeddingSettings
 from shared.kafka import ensure_topics
 from shared.migrate import MigrationError, migrate
 from shared.settings import CommonSettings, SettingsError, describe
@@ -185,6 +186,7 @@ def settings_table() -> str:
     groups: list[tuple[str, type]] = [
         ("all services", CommonSettings),
         ("`chorus` command", StackSettings),
+        ("embed, search", EmbeddingSettings),
     ]
     groups += [(f"{name}", cls) for name, cls in SERVICE_SETTINGS.items()]
     for used_by, cls in groups:

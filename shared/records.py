@@ -135,3 +135,26 @@ class DeadLetter(Record):
     @staticmethod
     def encode(data: bytes | None) -> str | None:
         return None if data is None else base64.b64encode(data).decode()
+
+
+class EmbeddedDocument(Record):
+    """A document whose vector is stored (chorus.embedded), with what the cluster service needs."""
+
+    document_id: UUID
+    tenant_id: UUID
+    action: Literal["upsert", "delete"] = "upsert"
+    source: str
+    content_type: str
+    content_hash: str
+    creator_id: str | None = None
+    channel_cid: str | None = None
+    occurred_at: datetime | None = None
+    received_at: datetime
+    correlation_id: str | None = None
+    message_row_id: UUID | None = None
+    message_id: str | None = None
+    visitor_id: str | None = None
+    direction: Literal["inbound", "outgoing"] | None = None
+    is_paid: bool | None = None
+    model: str | None = None
+    vector: list[float] | None = None

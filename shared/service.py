@@ -36,6 +36,8 @@ class Resources:
     pool: asyncpg.Pool
     producer: AIOKafkaProducer
     background: list[asyncio.Task[Any]] = field(default_factory=list)
+    # Called at shutdown, after the background tasks stopped (a provider's HTTP client, say).
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     def checks(self) -> dict[str, Check]:
         return {
@@ -58,6 +60,8 @@ async def open_resources(settings: CommonSettings) -> AsyncIterator[Resources]:
             for task in resources.background:
                 task.cancel()
             await asyncio.gather(*resources.background, return_exceptions=True)
+            for close in resources.closers:
+                await close()
     finally:
         await producer.stop()
         await pool.close()

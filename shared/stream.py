@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
-from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
 from shared.kafka import create_consumer
@@ -41,17 +41,26 @@ class InvalidRecord(ValueError):
     """The record itself cannot be processed; it goes to the dead-letter topic with this reason."""
 
 
+BatchHandler = Callable[[list[ConsumerRecord[bytes, bytes]]], Awaitable[list[asyncio.Future[Any]]]]
+
+
 @dataclass(frozen=True)
 class Agent:
-    """A consumer group that runs `handle` on every record of `topics`, in order per partition."""
+    """A consumer group that runs `handle` on every record of `topics`, in order per partition.
+
+    With `handle_batch` instead, the agent hands over up to `max_batch` records at once, waiting
+    at most `batch_wait_ms` after the first for more; the handler dead-letters what it cannot use.
+    """
 
     name: str
     service: str
     group_id: str
     topics: tuple[str, ...]
-    handle: Handler
     dead_letter_topic: str
+    handle: Handler | None = None
+    handle_batch: BatchHandler | None = None
     max_batch: int = 200
+    batch_wait_ms: int = 0
 
 
 async def run_agent(agent: Agent, bootstrap: str, producer: AIOKafkaProducer) -> None:
@@ -73,6 +82,9 @@ async def _consume(agent: Agent, bootstrap: str, producer: AIOKafkaProducer) -> 
     await consumer.start()
     try:
         while True:
+            if agent.handle_batch is not None:
+                await _consume_batch(agent, consumer, producer)
+                continue
             batches = await consumer.getmany(timeout_ms=500, max_records=agent.max_batch)
             for partition, records in batches.items():
                 acknowledgements: list[asyncio.Future[Any]] = []
@@ -86,9 +98,49 @@ async def _consume(agent: Agent, bootstrap: str, producer: AIOKafkaProducer) -> 
         await consumer.stop()
 
 
+async def _consume_batch(agent: Agent, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer) -> None:
+    assert agent.handle_batch is not None
+    batches = await consumer.getmany(timeout_ms=500, max_records=agent.max_batch)
+    count = sum(len(records) for records in batches.values())
+    deadline = asyncio.get_running_loop().time() + agent.batch_wait_ms / 1000
+    while count and count < agent.max_batch and (left := deadline - asyncio.get_running_loop().time()) > 0:
+        more = await consumer.getmany(timeout_ms=max(int(left * 1000), 1), max_records=agent.max_batch - count)
+        for partition, records in more.items():
+            batches.setdefault(partition, []).extend(records)
+            count += len(records)
+    if not count:
+        return
+    records = [record for partition_records in batches.values() for record in partition_records]
+    delay = 0.2
+    while True:
+        try:
+            acknowledgements = await agent.handle_batch(records)
+            break
+        except asyncio.CancelledError:
+            raise
+        except TRANSIENT_ERRORS as error:
+            PROCESSING_ERRORS.labels(agent.service, records[0].topic, type(error).__name__).inc()
+            log.warning("a dependency failed; retrying the batch", extra={"agent": agent.name, "error": repr(error)})
+            await asyncio.sleep(delay * (1 + random.random()))
+            delay = min(delay * 2, 5.0)
+        except Exception as error:
+            # The handler parks the records it cannot use itself; this is the net under it.
+            log.exception("a batch failed; dead-lettering it", extra={"agent": agent.name})
+            acknowledgements = []
+            for record in records:
+                await send_dead_letter(producer, agent.dead_letter_topic, agent.service, record, error)
+            break
+    await asyncio.gather(*acknowledgements)
+    await consumer.commit({partition: records[-1].offset + 1 for partition, records in batches.items()})
+    for partition, partition_records in batches.items():
+        RECORDS_PROCESSED.labels(agent.service, partition.topic).inc(len(partition_records))
+        _record_lag(agent, consumer.highwater(partition), partition_records[-1].offset + 1, partition)
+
+
 async def _process(
     agent: Agent, producer: AIOKafkaProducer, record: ConsumerRecord[bytes, bytes]
 ) -> list[asyncio.Future[Any]]:
+    assert agent.handle is not None
     delay = 0.2
     acknowledgements: list[asyncio.Future[Any]] = []
     while True:

@@ -1,13 +1,38 @@
-"""The embed service's HTTP app."""
+"""The embed service: documents from chorus.docs get vectors in Postgres and go on to chorus.embedded."""
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import FastAPI
 
+from services.embed.agents import Embedder
 from services.embed.settings import EmbedSettings
-from shared.service import service_app
+from services.embed.store import vector_column_dimensions
+from shared.embedding import create_provider
+from shared.service import Resources, service_app
+from shared.stream import run_agent
+
+
+class DimensionMismatch(RuntimeError):
+    """The provider's vectors do not fit the database's vector column."""
 
 
 def create_app(settings: EmbedSettings) -> FastAPI:
-    """The embed service: health, readiness and metrics."""
-    return service_app("Chorus embed", settings)
+    """Health, metrics and the embed_documents agent."""
+
+    async def start(resources: Resources) -> None:
+        column = await vector_column_dimensions(resources.pool)
+        if column != settings.embedding_dimensions:
+            raise DimensionMismatch(
+                f"CHORUS_EMBEDDING_DIMENSIONS is {settings.embedding_dimensions} but documents.embedding holds "
+                f"{column}-d vectors; set it to {column} or migrate the database with CHORUS_EMBEDDING_DIM"
+            )
+        provider = await asyncio.to_thread(create_provider, settings)
+        resources.closers.append(provider.close)
+        embedder = Embedder(settings, resources.pool, resources.producer, provider)
+        resources.background.append(
+            asyncio.create_task(run_agent(embedder.agent(), settings.kafka_bootstrap, resources.producer))
+        )
+
+    return service_app("Chorus embed", settings, start=start)

@@ -4,9 +4,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from shared.settings import CommonSettings, setting
+from shared.embedding.settings import EmbeddingSettings
+from shared.settings import setting
 
 
 @dataclass(frozen=True)
-class EmbedSettings(CommonSettings):
+class EmbedSettings(EmbeddingSettings):
     port: int = setting("CHORUS_EMBED_PORT", 8082, "Port of the embed service's HTTP server.")
+    batch_size: int = setting("CHORUS_EMBED_BATCH_SIZE", 64, "Most documents embedded and written in one batch.")
+    batch_wait_ms: int = setting(
+        "CHORUS_EMBED_BATCH_WAIT_MS", 50, "Longest wait for a batch to fill after its first document arrives."
+    )
+    max_attempts: int = setting(
+        "CHORUS_EMBED_MAX_ATTEMPTS", 10, "Provider attempts per batch before its documents are dead-lettered."
+    )
+    backoff_seconds: float = setting(
+        "CHORUS_EMBED_BACKOFF_SECONDS", 1.0, "First retry delay; it doubles (with jitter) up to the cap."
+    )
+    backoff_cap_seconds: float = setting(
+        "CHORUS_EMBED_BACKOFF_CAP_SECONDS", 60.0, "Longest delay between two provider attempts."
+    )

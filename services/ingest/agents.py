@@ -52,11 +52,11 @@ class Normalizer:
         dead_letters = topics.DLQ.full_name(self.prefix)
         return [
             Agent("normalize_streamchat", "ingest", f"{self.prefix}chorus-ingest-streamchat",
-                  (topics.RAW_STREAMCHAT.full_name(self.prefix),), self.normalize_streamchat, dead_letters),
+                  (topics.RAW_STREAMCHAT.full_name(self.prefix),), dead_letters, self.normalize_streamchat),
             Agent("normalize_tavus", "ingest", f"{self.prefix}chorus-ingest-tavus",
-                  (topics.RAW_TAVUS.full_name(self.prefix),), self.normalize_tavus, dead_letters),
+                  (topics.RAW_TAVUS.full_name(self.prefix),), dead_letters, self.normalize_tavus),
             Agent("normalize_events", "ingest", f"{self.prefix}chorus-ingest-events",
-                  (topics.RAW_EVENTS.full_name(self.prefix),), self.normalize_events, dead_letters),
+                  (topics.RAW_EVENTS.full_name(self.prefix),), dead_letters, self.normalize_events),
         ]  # fmt: skip
 
     # StreamChat

@@ -13,7 +13,7 @@ from shared.records import DeadLetter, RawStreamChatDelivery, utcnow
 from shared.stream import run_agent
 from tests.conftest import Database
 from tests.metrics import MetricDelta
-from tests.services.ingest.conftest import Ingest, sample
+from tests.services.conftest import Ingest, sample
 
 TABLES = (
     "raw_events", "documents", "document_references", "streamchat_messages", "streamchat_deliveries",

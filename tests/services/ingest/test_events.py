@@ -7,7 +7,7 @@ from services.ingest.events import documents_of
 from services.ingest.publish import publish_lines
 from shared.db import tenant_transaction
 from shared.records import EventEnvelope
-from tests.services.ingest.conftest import Ingest, make_tenant, sample
+from tests.services.conftest import Ingest, make_tenant, sample
 
 RAW = "SELECT count(*) FROM raw_events"
 DOCUMENTS = "SELECT count(*) FROM documents"

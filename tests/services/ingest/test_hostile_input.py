@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from tests.services.ingest.conftest import APP_KEY, Ingest, sample, sign
+from tests.services.conftest import APP_KEY, Ingest, sample, sign
 
 LIMIT = 65536  # CHORUS_INGEST_MAX_BODY_BYTES in these tests
 

@@ -9,7 +9,7 @@ from services.ingest.streamchat import parse_message_event
 from shared.db import tenant_transaction
 from shared.stream import InvalidRecord
 from tests.metrics import MetricDelta
-from tests.services.ingest.conftest import APP_KEY, APP_SECRET, Ingest, sample, sign
+from tests.services.conftest import APP_KEY, APP_SECRET, Ingest, sample, sign
 
 MESSAGES = "SELECT count(*) FROM streamchat_messages"
 

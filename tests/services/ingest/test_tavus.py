@@ -1,5 +1,5 @@
 from shared.db import tenant_transaction
-from tests.services.ingest.conftest import Ingest, sample
+from tests.services.conftest import Ingest, sample
 
 
 async def test_the_sample_callbacks_become_conversations_turns_and_documents(ingest: Ingest) -> None:

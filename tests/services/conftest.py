@@ -22,7 +22,7 @@ from shared import tenants
 from shared.db import tenant_transaction
 from shared.settings import load
 
-DATA = Path(__file__).resolve().parents[3] / "deploy" / "demo"
+DATA = Path(__file__).resolve().parents[2] / "deploy" / "demo"
 APP_KEY = "acme-streamchat"
 APP_SECRET = "acme-streamchat-secret"
 

@@ -1,0 +1,220 @@
+"""embed_documents: batches from chorus.docs -> provider -> vectors in Postgres -> chorus.embedded."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any, TypeAlias
+from uuid import UUID
+
+import asyncpg
+import numpy as np
+from aiokafka import AIOKafkaProducer, ConsumerRecord
+from pydantic import ValidationError
+
+from services.embed import store
+from services.embed.metrics import (
+    BATCH_SIZE,
+    CACHE_HITS,
+    DB_WRITE_SECONDS,
+    FRESHNESS,
+    PROVIDER_ERRORS,
+    PROVIDER_SECONDS,
+    RETRIES,
+    ROWS_WRITTEN,
+    TEXTS_EMBEDDED,
+)
+from services.embed.settings import EmbedSettings
+from shared import topics
+from shared.db import set_tenant, tenant_transaction
+from shared.embedding import EmbeddingProvider, ProviderError
+from shared.records import Document, EmbeddedDocument, utcnow
+from shared.stream import Agent, send_dead_letter
+
+log = logging.getLogger(__name__)
+
+Record: TypeAlias = ConsumerRecord[bytes, bytes]
+
+
+class ProviderGaveUp(Exception):
+    """The provider failed every allowed attempt; the batch's documents are dead-lettered with this."""
+
+
+@dataclass
+class _Item:
+    record: Record
+    document: Document
+    vector: np.ndarray | None = None
+    truncated: bool = False
+    already_stored: bool = False
+
+
+class Embedder:
+    """Holds the provider, the pool and the producer the agent works with."""
+
+    def __init__(
+        self, settings: EmbedSettings, pool: asyncpg.Pool, producer: AIOKafkaProducer, provider: EmbeddingProvider
+    ) -> None:
+        self.settings = settings
+        self.pool = pool
+        self.producer = producer
+        self.provider = provider
+        self.dead_letters = topics.DLQ.full_name(settings.topic_prefix)
+        self.output = topics.EMBEDDED.full_name(settings.topic_prefix)
+
+    def agent(self) -> Agent:
+        return Agent(
+            "embed_documents",
+            "embed",
+            f"{self.settings.topic_prefix}chorus-embed",
+            (topics.DOCS.full_name(self.settings.topic_prefix),),
+            self.dead_letters,
+            handle_batch=self.embed_documents,
+            max_batch=self.settings.batch_size,
+            batch_wait_ms=self.settings.batch_wait_ms,
+        )
+
+    async def embed_documents(self, records: list[Record]) -> list[asyncio.Future[Any]]:
+        """Embed, store and announce one batch; returns the acknowledgements of what it sent."""
+        items: list[_Item] = []
+        for record in records:
+            try:
+                items.append(_Item(record, Document.from_bytes(record.value or b"")))
+            except ValidationError as error:
+                await send_dead_letter(self.producer, self.dead_letters, "embed", record, error)
+        BATCH_SIZE.observe(len(items))
+        upserts = [item for item in items if item.document.action == "upsert"]
+        live = await self._drop_stale(upserts)
+        await self._reuse_stored_vectors(live)
+        try:
+            await self._compute_missing(live)
+        except ProviderGaveUp as error:
+            for item in live:
+                if item.vector is None:
+                    await send_dead_letter(self.producer, self.dead_letters, "embed", item.record, error)
+            live = [item for item in live if item.vector is not None]
+        await self._write(live)
+        deletes = [item for item in items if item.document.action == "delete"]
+        return await self._announce([*live, *deletes])
+
+    async def _drop_stale(self, items: list[_Item]) -> list[_Item]:
+        """Keep the documents whose row still holds this text; a newer record follows for the others."""
+        by_tenant = _by_tenant(items)
+        current: set[tuple[UUID, str]] = set()
+        for tenant_id, tenant_items in by_tenant.items():
+            async with tenant_transaction(self.pool, tenant_id) as db:
+                rows = await store.current_documents(db, [item.document.document_id for item in tenant_items])
+            for row in rows:
+                current.add((row["id"], row["content_hash"].hex()))
+                for item in tenant_items:
+                    if item.document.document_id == row["id"] and row["embedding_model"] == self.provider.model:
+                        item.already_stored = True
+        return [item for item in items if (item.document.document_id, item.document.content_hash) in current]
+
+    async def _reuse_stored_vectors(self, items: list[_Item]) -> None:
+        for tenant_id, tenant_items in _by_tenant(items).items():
+            hashes = sorted({bytes.fromhex(item.document.content_hash) for item in tenant_items})
+            async with tenant_transaction(self.pool, tenant_id) as db:
+                stored = await store.stored_vectors(db, self.provider.model, hashes)
+            for item in tenant_items:
+                vector = stored.get(bytes.fromhex(item.document.content_hash))
+                if vector is not None:
+                    item.vector = vector
+                    CACHE_HITS.labels(self.provider.model).inc()
+
+    async def _compute_missing(self, items: list[_Item]) -> None:
+        missing: dict[str, list[_Item]] = defaultdict(list)
+        for item in items:
+            if item.vector is None:
+                missing[item.document.content_hash].append(item)
+        if not missing:
+            return
+        texts = [group[0].document.text for group in missing.values()]
+        for start in range(0, len(texts), self.provider.max_batch):
+            chunk = texts[start : start + self.provider.max_batch]
+            embeddings = await self._call_provider(chunk)
+            groups = list(missing.values())[start : start + len(chunk)]
+            for group, embedding in zip(groups, embeddings, strict=True):
+                for item in group:
+                    item.vector, item.truncated = embedding.vector, embedding.truncated
+                CACHE_HITS.labels(self.provider.model).inc(len(group) - 1)
+
+    async def _call_provider(self, texts: list[str]) -> list[Any]:
+        model = self.provider.model
+        delay = self.settings.backoff_seconds
+        for attempt in range(1, self.settings.max_attempts + 1):
+            started = time.perf_counter()
+            try:
+                embeddings = await self.provider.embed(texts)
+                PROVIDER_SECONDS.labels(model).observe(time.perf_counter() - started)
+                TEXTS_EMBEDDED.labels(model).inc(len(texts))
+                return embeddings
+            except ProviderError as error:
+                PROVIDER_ERRORS.labels(model, type(error.__cause__ or error).__name__, str(error.retryable)).inc()
+                if not error.retryable or attempt == self.settings.max_attempts:
+                    raise ProviderGaveUp(f"{error} (attempt {attempt} of {self.settings.max_attempts})") from error
+                # Honour Retry-After when the provider sends one; otherwise exponential backoff with jitter.
+                wait = error.retry_after if error.retry_after is not None else delay * (0.5 + random.random())
+                log.warning(
+                    "the provider failed; retrying",
+                    extra={"attempt": attempt, "wait_seconds": round(wait, 2), "error": str(error)},
+                )
+                RETRIES.labels(model).inc()
+                await asyncio.sleep(min(wait, self.settings.backoff_cap_seconds))
+                delay = min(delay * 2, self.settings.backoff_cap_seconds)
+        raise AssertionError("unreachable: the loop returns or raises")
+
+    async def _write(self, items: list[_Item]) -> None:
+        """Every vector of the batch in one transaction: a crash leaves all of them or none."""
+        to_write = [item for item in items if not item.already_stored and item.vector is not None]
+        if not to_write:
+            return
+        started = time.perf_counter()
+        async with self.pool.acquire() as db, db.transaction():
+            for tenant_id, tenant_items in _by_tenant(to_write).items():
+                await set_tenant(db, tenant_id)
+                await store.write_vectors(
+                    db,
+                    [_row(item) for item in tenant_items],
+                    self.provider.model,
+                    self.provider.dimensions,
+                )
+        DB_WRITE_SECONDS.observe(time.perf_counter() - started)
+        ROWS_WRITTEN.labels(self.provider.model).inc(len(to_write))
+
+    async def _announce(self, items: list[_Item]) -> list[asyncio.Future[Any]]:
+        acknowledgements = []
+        now = utcnow()
+        for item in items:
+            document = item.document
+            if document.action == "upsert":
+                FRESHNESS.labels(document.source, str(document.tenant_id)).observe(
+                    max((now - document.received_at).total_seconds(), 0.0)
+                )
+            embedded = EmbeddedDocument(
+                document_id=document.document_id, tenant_id=document.tenant_id, action=document.action,
+                source=document.source, content_type=document.content_type, content_hash=document.content_hash,
+                creator_id=document.creator_id, channel_cid=document.channel_cid, occurred_at=document.occurred_at,
+                received_at=document.received_at, correlation_id=document.correlation_id,
+                message_row_id=document.message_row_id, message_id=document.message_id,
+                visitor_id=document.visitor_id, direction=document.direction, is_paid=document.is_paid,
+                model=self.provider.model if item.vector is not None else None,
+                vector=[float(value) for value in item.vector] if item.vector is not None else None,
+            )  # fmt: skip
+            acknowledgements.append(await self.producer.send(self.output, embedded.to_bytes(), key=item.record.key))
+        return acknowledgements
+
+
+def _row(item: _Item) -> tuple[UUID, bytes, np.ndarray | None, bool]:
+    return item.document.document_id, bytes.fromhex(item.document.content_hash), item.vector, item.truncated
+
+
+def _by_tenant(items: list[_Item]) -> dict[UUID, list[_Item]]:
+    groups: dict[UUID, list[_Item]] = defaultdict(list)
+    for item in items:
+        groups[item.document.tenant_id].append(item)
+    return groups
