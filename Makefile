@@ -62,5 +62,13 @@ format: install ## Rewrite the code in ruff's format
 bench-ingest: install ## Webhook requests/s the ingest endpoint sustains (needs `make up`)
 	$(BIN)/python -m bench.ingest
 
+.PHONY: bench-deps
+bench-deps: install
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+
+.PHONY: bench-embed
+bench-embed: bench-deps ## Embedding texts/s, end-to-end docs/s, pipeline capacity, int8 quality (needs `make up`)
+	$(BIN)/python -m bench.embed
+
 .PHONY: bench
-bench: bench-ingest ## Every benchmark; results in .chorus/bench/
+bench: bench-ingest bench-embed ## Every benchmark; results in .chorus/bench/

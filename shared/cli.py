@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,7 +15,7 @@ from shared.db import create_pool
 from shared.embedding.settings import EmbeddingSettings
 from shared.kafka import ensure_topics
 from shared.migrate import MigrationError, migrate
-from shared.settings import CommonSettings, SettingsError, describe
+from shared.settings import CommonSettings, SettingsError, describe, load
 from shared.stack.local import SERVICE_SETTINGS, LocalStack, StackSettings
 from shared.stack.processes import StackError
 
@@ -64,6 +65,11 @@ def _parser() -> argparse.ArgumentParser:
     publish.add_argument("--source", help="set this source on every event")
     publish.add_argument("--tenant", help="set this tenant (name or id) on every event")
     publish.set_defaults(run=_publish)
+
+    reembed = commands.add_parser("reembed", help="re-embed existing documents with another model (resumable)")
+    reembed.add_argument("--model", required=True, help="the model every document should end with")
+    reembed.add_argument("--tenant", help="only this tenant (name or id); all tenants without it")
+    reembed.set_defaults(run=_reembed)
 
     settings = commands.add_parser("settings", help="print every setting with its default, as a Markdown table")
     settings.set_defaults(run=_settings)
@@ -173,6 +179,48 @@ def _publish(args: argparse.Namespace) -> int:
         print(problem, file=sys.stderr)
     print(f"sent {summary.sent}, failed {summary.failed}")
     return 0 if summary.failed == 0 else 1
+
+
+def _reembed(args: argparse.Namespace) -> int:
+    from services.embed.reembed import reembed
+    from shared.embedding import create_provider
+    from shared.embedding.local import MODEL_NAME
+
+    stack = LocalStack()
+    settings = load(EmbeddingSettings, stack.environ)
+    if settings.embedding_provider == "local":
+        variants = {MODEL_NAME: "fp32", f"{MODEL_NAME}-int8": "int8"}
+        if args.model not in variants:
+            print(f"chorus: the local provider has the models {', '.join(variants)}", file=sys.stderr)
+            return 1
+        settings = dataclasses.replace(settings, local_model_variant=variants[args.model])
+    elif settings.embedding_provider == "openai":
+        settings = dataclasses.replace(settings, openai_model=args.model)
+    provider = create_provider(settings)
+    if provider.model != args.model:
+        print(f"chorus: the {settings.embedding_provider} provider makes {provider.model!r}", file=sys.stderr)
+        return 1
+
+    async def run() -> int:
+        pool = await create_pool(stack.database_url, max_size=2)
+        try:
+            if args.tenant:
+                tenant_id = await tenants.resolve_tenant(pool, args.tenant)
+                if tenant_id is None:
+                    print(f"chorus: no tenant named {args.tenant!r}", file=sys.stderr)
+                    return 1
+                tenant_ids = [tenant_id]
+            else:
+                tenant_ids = await tenants.all_tenant_ids(pool)
+            position = stack.home / "reembed" / f"{args.model}.json"
+            summary = await reembed(pool, provider, tenant_ids, position)
+            print(f"re-embedded {summary.embedded} documents of {summary.tenants} tenants in {summary.seconds:.1f}s")
+            return 0
+        finally:
+            await provider.close()
+            await pool.close()
+
+    return asyncio.run(run())
 
 
 def _settings(args: argparse.Namespace) -> int:

@@ -114,3 +114,7 @@ async def resolve_tenant(pool: asyncpg.Pool, name_or_id: str) -> UUID | None:
     async with tenant_transaction(pool, tenant_id) as connection:
         exists = await connection.fetchval("SELECT true FROM tenants WHERE id = $1", tenant_id)
     return tenant_id if exists else None
+
+
+async def all_tenant_ids(pool: asyncpg.Pool) -> list[UUID]:
+    return [row[0] for row in await pool.fetch("SELECT chorus_tenant_ids()")]

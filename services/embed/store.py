@@ -11,17 +11,19 @@ from asyncpg import Connection
 
 
 async def vector_column_dimensions(pool: asyncpg.Pool) -> int:
-    """The dimension the migrations gave documents.embedding."""
+    """The dimension the migrations gave document_embeddings.embedding."""
     dimensions: int = await pool.fetchval(
-        "SELECT atttypmod FROM pg_attribute WHERE attrelid = 'documents'::regclass AND attname = 'embedding'"
+        "SELECT atttypmod FROM pg_attribute WHERE attrelid = 'document_embeddings'::regclass AND attname = 'embedding'"
     )
     return dimensions
 
 
 async def current_documents(db: Connection, document_ids: Sequence[UUID]) -> list[asyncpg.Record]:
-    """The live rows among `document_ids`: their current text hash and the model of any stored vector."""
+    """The live rows among `document_ids`: their current text hash and the model of a vector of that text."""
     rows: list[asyncpg.Record] = await db.fetch(
-        "SELECT id, content_hash, embedding_model FROM documents WHERE id = ANY($1::uuid[]) AND deleted_at IS NULL",
+        "SELECT d.id, d.content_hash, e.model AS embedding_model FROM documents d "
+        "LEFT JOIN document_embeddings e ON e.document_id = d.id AND e.content_hash = d.content_hash "
+        "WHERE d.id = ANY($1::uuid[]) AND d.deleted_at IS NULL",
         list(document_ids),
     )
     return rows
@@ -30,8 +32,8 @@ async def current_documents(db: Connection, document_ids: Sequence[UUID]) -> lis
 async def stored_vectors(db: Connection, model: str, content_hashes: Sequence[bytes]) -> dict[bytes, np.ndarray]:
     """Vectors this tenant already has for these texts from `model`: the same text is embedded once."""
     rows = await db.fetch(
-        "SELECT DISTINCT ON (content_hash) content_hash, embedding FROM documents "
-        "WHERE embedding_model = $1 AND content_hash = ANY($2::bytea[]) AND embedding IS NOT NULL",
+        "SELECT DISTINCT ON (content_hash) content_hash, embedding FROM document_embeddings "
+        "WHERE model = $1 AND content_hash = ANY($2::bytea[])",
         model,
         list(content_hashes),
     )
@@ -41,13 +43,18 @@ async def stored_vectors(db: Connection, model: str, content_hashes: Sequence[by
 async def write_vectors(
     db: Connection, rows: Sequence[tuple[UUID, bytes, np.ndarray | None, bool]], model: str, dimensions: int
 ) -> None:
-    """Store each vector on its document, unless the document's text changed meanwhile."""
+    """Store each vector for its document, unless the document's text changed meanwhile.
+
+    executemany, not COPY: Postgres refuses COPY FROM into a table under row-level security.
+    """
     await db.executemany(
         """
-        UPDATE documents
-        SET embedding = $3, embedding_model = $4, embedding_dim = $5, embedded_at = now(),
-            metadata = CASE WHEN $6 THEN metadata || '{"embedding_truncated": true}'::jsonb ELSE metadata END
-        WHERE id = $1 AND content_hash = $2
+        INSERT INTO document_embeddings (document_id, tenant_id, model, dimensions, content_hash, truncated, embedding)
+        SELECT d.id, d.tenant_id, $4, $5, d.content_hash, $6, $3
+        FROM documents d WHERE d.id = $1 AND d.content_hash = $2
+        ON CONFLICT (document_id) DO UPDATE
+            SET model = excluded.model, dimensions = excluded.dimensions, content_hash = excluded.content_hash,
+                truncated = excluded.truncated, embedding = excluded.embedding, embedded_at = now()
         """,
         [(document_id, content_hash, vector, model, dimensions, truncated)
          for document_id, content_hash, vector, truncated in rows],

@@ -57,7 +57,7 @@ class NewDocument:
 async def upsert_document(db: Connection, doc: NewDocument) -> tuple[DocumentRow, bool]:
     """Insert the document, or find it by its key; True when it is new or its text changed.
 
-    A changed text clears the stored vector, so the document is embedded again.
+    A changed text drops the stored vector, so the document is embedded again.
     """
     row = await db.fetchrow(
         f"""
@@ -67,7 +67,6 @@ async def upsert_document(db: Connection, doc: NewDocument) -> tuple[DocumentRow
         ON CONFLICT (tenant_id, source, doc_key) DO UPDATE
             SET text = excluded.text,
                 content_hash = excluded.content_hash,
-                embedding = NULL, embedding_model = NULL, embedding_dim = NULL, embedded_at = NULL,
                 deleted_at = NULL,
                 updated_at = now()
             WHERE documents.content_hash <> excluded.content_hash OR documents.deleted_at IS NOT NULL
@@ -78,6 +77,9 @@ async def upsert_document(db: Connection, doc: NewDocument) -> tuple[DocumentRow
         doc.occurred_at,
     )  # fmt: skip
     if row is not None:
+        await db.execute(
+            "DELETE FROM document_embeddings WHERE document_id = $1 AND content_hash <> $2", row["id"], doc.content_hash
+        )
         return DocumentRow(**dict(row)), True
     existing = await db.fetchrow(
         f"SELECT {_DOCUMENT_COLUMNS} FROM documents WHERE tenant_id = $1 AND source = $2 AND doc_key = $3",
@@ -98,8 +100,9 @@ async def mark_document_deleted(db: Connection, document_id: UUID) -> DocumentRo
 async def pending_documents(db: Connection, document_ids: list[UUID]) -> list[DocumentRow]:
     """Of `document_ids`, those not yet embedded and not deleted: a redelivery hands them on again."""
     rows = await db.fetch(
-        f"SELECT {_DOCUMENT_COLUMNS} FROM documents WHERE id = ANY($1::uuid[]) "
-        "AND embedded_at IS NULL AND deleted_at IS NULL",
+        f"SELECT {_DOCUMENT_COLUMNS} FROM documents d WHERE id = ANY($1::uuid[]) AND deleted_at IS NULL "
+        "AND NOT EXISTS (SELECT FROM document_embeddings e WHERE e.document_id = d.id "
+        "AND e.content_hash = d.content_hash)",
         document_ids,
     )
     return [DocumentRow(**dict(row)) for row in rows]

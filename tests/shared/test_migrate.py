@@ -54,12 +54,12 @@ async def test_a_fresh_database_gets_every_migration(postgres_admin_url: str) ->
                 for row in await connection.fetch(
                     "SELECT am.amname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
                     "JOIN pg_am am ON am.oid = c.relam JOIN pg_class t ON t.oid = i.indrelid "
-                    "WHERE t.relname = 'documents'"
+                    "WHERE t.relname IN ('documents', 'document_embeddings')"
                 )
             }
             dimension = await connection.fetchval(
                 "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
-                "WHERE attrelid = 'documents'::regclass AND attname = 'embedding'"
+                "WHERE attrelid = 'document_embeddings'::regclass AND attname = 'embedding'"
             )
         finally:
             await connection.close()

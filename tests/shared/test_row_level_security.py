@@ -29,6 +29,13 @@ async def _seed(pool: asyncpg.Pool, tenant_id: UUID, label: str) -> None:
             f"doc-{label}",
             f"shared words about the launch from {label}",
         )
+        await db.execute(
+            "INSERT INTO document_embeddings (document_id, tenant_id, model, dimensions, content_hash, embedding) "
+            "VALUES ($1, $2, 'm', 384, '\\x01', $3)",
+            document,
+            tenant_id,
+            [0.1] * 384,
+        )
         raw_event = await db.fetchval(
             "INSERT INTO raw_events (tenant_id, source, event_type, external_id, content_hash) "
             "VALUES ($1, 'slack', 'message', $2, '\\x01') RETURNING id",

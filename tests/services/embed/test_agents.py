@@ -21,7 +21,10 @@ from shared.settings import load
 from tests.fake_openai import FakeOpenAI
 from tests.services.conftest import Ingest, sample
 
-EMBEDDED = "SELECT count(*) FROM documents WHERE embedding IS NOT NULL AND deleted_at IS NULL"
+EMBEDDED = (
+    "SELECT count(*) FROM documents d JOIN document_embeddings e ON e.document_id = d.id "
+    "AND e.content_hash = d.content_hash WHERE d.deleted_at IS NULL"
+)
 
 
 @pytest.fixture
@@ -69,10 +72,8 @@ async def test_documents_from_the_ingest_path_get_local_model_vectors(
         assert await ingest.wait_for(EMBEDDED, expected, within=120) == expected
         # Read while the service runs: vectors are committed before they are announced.
         records = await _embedded_records(ingest.env, expected + 1)
-    assert await ingest.count("SELECT count(DISTINCT (embedding_model, embedding_dim)) FROM documents "
-                              "WHERE embedding IS NOT NULL") == 1  # fmt: skip
-    assert await ingest.count("SELECT count(*) FROM documents WHERE embedding_model = 'all-MiniLM-L6-v2-int8' "
-                              "AND embedding_dim = 384 AND deleted_at IS NULL") == expected  # fmt: skip
+    assert await ingest.count("SELECT count(DISTINCT (model, dimensions)) FROM document_embeddings") == 1
+    assert await ingest.count(EMBEDDED + " AND e.model = 'all-MiniLM-L6-v2-int8' AND e.dimensions = 384") == expected
     inbound = [r for r in records if r.source == "streamchat" and r.direction == "inbound" and r.action == "upsert"]
     assert {r.creator_id for r in inbound} == {"creator-jay"}
     assert all(r.vector is not None and len(r.vector) == 384 and r.channel_cid for r in inbound)
@@ -181,6 +182,6 @@ def test_a_dimension_that_does_not_fit_the_database_stops_the_service(
 ) -> None:
     settings = load(EmbedSettings, {**service_env, "CHORUS_EMBEDDING_DIMENSIONS": "256",
                                     "CHORUS_EMBEDDING_PROVIDER": "hash"})  # fmt: skip
-    expected = "CHORUS_EMBEDDING_DIMENSIONS is 256 but documents.embedding holds 384-d vectors"
+    expected = "CHORUS_EMBEDDING_DIMENSIONS is 256 but document_embeddings.embedding holds 384-d vectors"
     with pytest.raises(DimensionMismatch, match=re.escape(expected)), TestClient(create_app(settings)):
         pass
