@@ -26,7 +26,8 @@ def create_app(settings: EmbedSettings) -> FastAPI:
         if column != settings.embedding_dimensions:
             raise DimensionMismatch(
                 f"CHORUS_EMBEDDING_DIMENSIONS is {settings.embedding_dimensions} but "
-                f"document_embeddings.embedding holds {column}-d vectors; set it to {column} or migrate the database with CHORUS_EMBEDDING_DIM"
+                f"document_embeddings.embedding holds {column}-d vectors; set it to {column} "
+                "or migrate the database with CHORUS_EMBEDDING_DIM"
             )
         provider = await asyncio.to_thread(create_provider, settings)
         resources.closers.append(provider.close)
