@@ -179,7 +179,8 @@ class Embedder:
                 await set_tenant(db, tenant_id)
                 await store.write_vectors(
                     db,
-                    [_row(item) for item in tenant_items],
+                    # A document may come twice in one batch (a redelivery); one row each.
+                    list({item.document.document_id: _row(item) for item in tenant_items}.values()),
                     self.provider.model,
                     self.provider.dimensions,
                 )
@@ -203,7 +204,7 @@ class Embedder:
                 message_row_id=document.message_row_id, message_id=document.message_id,
                 visitor_id=document.visitor_id, direction=document.direction, is_paid=document.is_paid,
                 model=self.provider.model if item.vector is not None else None,
-                vector=[float(value) for value in item.vector] if item.vector is not None else None,
+                vector_b64=EmbeddedDocument.encode_vector(item.vector) if item.vector is not None else None,
             )  # fmt: skip
             acknowledgements.append(await self.producer.send(self.output, embedded.to_bytes(), key=item.record.key))
         return acknowledgements

@@ -8,6 +8,7 @@ from uuid import UUID
 import asyncpg
 import numpy as np
 from asyncpg import Connection
+from pgvector import Vector
 
 
 async def vector_column_dimensions(pool: asyncpg.Pool) -> int:
@@ -45,17 +46,24 @@ async def write_vectors(
 ) -> None:
     """Store each vector for its document, unless the document's text changed meanwhile.
 
-    executemany, not COPY: Postgres refuses COPY FROM into a table under row-level security.
+    Not COPY: Postgres refuses COPY FROM into a table under row-level security.
     """
-    await db.executemany(
+    # One statement for the whole batch: the rows travel as arrays and are joined to their documents.
+    await db.execute(
         """
         INSERT INTO document_embeddings (document_id, tenant_id, model, dimensions, content_hash, truncated, embedding)
-        SELECT d.id, d.tenant_id, $4, $5, d.content_hash, $6, $3
-        FROM documents d WHERE d.id = $1 AND d.content_hash = $2
+        SELECT d.id, d.tenant_id, $4, $5, d.content_hash, batch.truncated, batch.embedding
+        FROM unnest($1::uuid[], $2::bytea[], $3::vector[], $6::boolean[])
+            AS batch (document_id, content_hash, embedding, truncated)
+        JOIN documents d ON d.id = batch.document_id AND d.content_hash = batch.content_hash
         ON CONFLICT (document_id) DO UPDATE
             SET model = excluded.model, dimensions = excluded.dimensions, content_hash = excluded.content_hash,
                 truncated = excluded.truncated, embedding = excluded.embedding, embedded_at = now()
         """,
-        [(document_id, content_hash, vector, model, dimensions, truncated)
-         for document_id, content_hash, vector, truncated in rows],
-    )  # fmt: skip
+        [row[0] for row in rows],
+        [row[1] for row in rows],
+        [Vector(row[2]) for row in rows],
+        model,
+        dimensions,
+        [row[3] for row in rows],
+    )

@@ -18,6 +18,7 @@ MODEL_NAME = "all-MiniLM-L6-v2"
 DIMENSIONS = 384
 MAX_TOKENS = 256  # the sequence length sentence-transformers uses for this model
 VARIANTS = ("fp32", "int8")
+SUB_BATCH = 16  # texts per model run, after sorting a batch by length
 
 
 def onnx_model(cache: Path, variant: str) -> Path:
@@ -49,9 +50,9 @@ class LocalEmbedder:
         self._session = onnxruntime.InferenceSession(
             str(onnx_model(cache, variant)), options, providers=["CPUExecutionProvider"]
         )
-        self._tokenizer = Tokenizer.from_file(str(model_directory() / "tokenizer.json"))
-        self._tokenizer.enable_truncation(MAX_TOKENS)
-        self._tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
+        self._unpadded = Tokenizer.from_file(str(model_directory() / "tokenizer.json"))
+        self._unpadded.enable_truncation(MAX_TOKENS)
+        self._unpadded.no_padding()
         # One batch at a time: ONNX Runtime already spreads a batch over the threads it has.
         self._lock = asyncio.Lock()
 
@@ -59,14 +60,23 @@ class LocalEmbedder:
         """Unit vectors for `texts`, computed in the calling thread; texts past 256 tokens are truncated."""
         if not texts:
             return []
-        encodings = self._tokenizer.encode_batch(list(texts))
-        ids = np.array([encoding.ids for encoding in encodings], dtype=np.int64)
-        mask = np.array([encoding.attention_mask for encoding in encodings], dtype=np.int64)
-        (vectors,) = self._session.run(["embedding"], {"input_ids": ids, "attention_mask": mask})
-        return [
-            Embedding(np.asarray(vector, dtype=np.float32), truncated=bool(encoding.overflowing))
-            for vector, encoding in zip(vectors, encodings, strict=True)
-        ]
+        encodings = self._unpadded.encode_batch(list(texts))
+        # Texts of similar length run together: padding a short text to a long one is wasted work.
+        order = sorted(range(len(texts)), key=lambda index: len(encodings[index].ids))
+        results: list[Embedding | None] = [None] * len(texts)
+        for start in range(0, len(order), SUB_BATCH):
+            chosen = order[start : start + SUB_BATCH]
+            width = max(len(encodings[index].ids) for index in chosen)
+            ids = np.zeros((len(chosen), width), dtype=np.int64)
+            mask = np.zeros((len(chosen), width), dtype=np.int64)
+            for row, index in enumerate(chosen):
+                tokens = encodings[index].ids
+                ids[row, : len(tokens)] = tokens
+                mask[row, : len(tokens)] = 1
+            (vectors,) = self._session.run(["embedding"], {"input_ids": ids, "attention_mask": mask})
+            for index, vector in zip(chosen, vectors, strict=True):
+                results[index] = Embedding(np.asarray(vector, dtype=np.float32), bool(encodings[index].overflowing))
+        return [result for result in results if result is not None]
 
     async def embed(self, texts: Sequence[str]) -> list[Embedding]:
         async with self._lock:

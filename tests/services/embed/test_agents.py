@@ -76,7 +76,7 @@ async def test_documents_from_the_ingest_path_get_local_model_vectors(
     assert await ingest.count(EMBEDDED + " AND e.model = 'all-MiniLM-L6-v2-int8' AND e.dimensions = 384") == expected
     inbound = [r for r in records if r.source == "streamchat" and r.direction == "inbound" and r.action == "upsert"]
     assert {r.creator_id for r in inbound} == {"creator-jay"}
-    assert all(r.vector is not None and len(r.vector) == 384 and r.channel_cid for r in inbound)
+    assert all(r.vector is not None and r.vector.shape == (384,) and r.channel_cid for r in inbound)
     assert [r.action for r in records].count("delete") == 1
 
 
