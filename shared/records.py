@@ -89,22 +89,17 @@ class EventEnvelope(Record):
         return value
 
 
-class Document(Record):
-    """A normalized document to embed (chorus.docs); its row already exists in `documents`."""
+class DocumentFields(Record):
+    """What chorus.docs and chorus.embedded both say of a document."""
 
     document_id: UUID
     tenant_id: UUID
     action: Literal["upsert", "delete"] = "upsert"
     source: str
     content_type: str
-    content_ref: str | None = None
-    external_id: str | None = None
-    text: str
     content_hash: str
     creator_id: str | None = None
-    conversation_id: str | None = None
     channel_cid: str | None = None
-    tags: dict[str, str] = Field(default_factory=dict)
     occurred_at: datetime | None = None
     received_at: datetime
     correlation_id: str | None = None
@@ -114,6 +109,16 @@ class Document(Record):
     visitor_id: str | None = None
     direction: Literal["inbound", "outgoing"] | None = None
     is_paid: bool | None = None
+
+
+class Document(DocumentFields):
+    """A normalized document to embed (chorus.docs); its row already exists in `documents`."""
+
+    text: str
+    content_ref: str | None = None
+    external_id: str | None = None
+    conversation_id: str | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
 
 
 class DeadLetter(Record):
@@ -138,25 +143,9 @@ class DeadLetter(Record):
         return None if data is None else base64.b64encode(data).decode()
 
 
-class EmbeddedDocument(Record):
+class EmbeddedDocument(DocumentFields):
     """A document whose vector is stored (chorus.embedded), with what the cluster service needs."""
 
-    document_id: UUID
-    tenant_id: UUID
-    action: Literal["upsert", "delete"] = "upsert"
-    source: str
-    content_type: str
-    content_hash: str
-    creator_id: str | None = None
-    channel_cid: str | None = None
-    occurred_at: datetime | None = None
-    received_at: datetime
-    correlation_id: str | None = None
-    message_row_id: UUID | None = None
-    message_id: str | None = None
-    visitor_id: str | None = None
-    direction: Literal["inbound", "outgoing"] | None = None
-    is_paid: bool | None = None
     model: str | None = None
     # float32 little-endian, base64: a quarter of the bytes of a JSON list, and no float parsing.
     vector_b64: str | None = None

@@ -32,7 +32,7 @@ from services.embed.settings import EmbedSettings
 from shared import topics
 from shared.db import set_tenant, tenant_transaction
 from shared.embedding import EmbeddingProvider, ProviderError
-from shared.records import Document, EmbeddedDocument, utcnow
+from shared.records import Document, DocumentFields, EmbeddedDocument, utcnow
 from shared.stream import Agent, send_dead_letter
 
 log = logging.getLogger(__name__)
@@ -197,20 +197,16 @@ class Embedder:
                     max((now - document.received_at).total_seconds(), 0.0)
                 )
             embedded = EmbeddedDocument(
-                document_id=document.document_id, tenant_id=document.tenant_id, action=document.action,
-                source=document.source, content_type=document.content_type, content_hash=document.content_hash,
-                creator_id=document.creator_id, channel_cid=document.channel_cid, occurred_at=document.occurred_at,
-                received_at=document.received_at, correlation_id=document.correlation_id,
-                message_row_id=document.message_row_id, message_id=document.message_id,
-                visitor_id=document.visitor_id, direction=document.direction, is_paid=document.is_paid,
+                **document.model_dump(include=set(DocumentFields.model_fields)),
                 model=self.provider.model if item.vector is not None else None,
                 vector_b64=EmbeddedDocument.encode_vector(item.vector) if item.vector is not None else None,
-            )  # fmt: skip
+            )
             acknowledgements.append(await self.producer.send(self.output, embedded.to_bytes(), key=item.record.key))
         return acknowledgements
 
 
-def _row(item: _Item) -> tuple[UUID, bytes, np.ndarray | None, bool]:
+def _row(item: _Item) -> tuple[UUID, bytes, np.ndarray, bool]:
+    assert item.vector is not None, "only embedded items are written"
     return item.document.document_id, bytes.fromhex(item.document.content_hash), item.vector, item.truncated
 
 

@@ -42,7 +42,7 @@ async def stored_vectors(db: Connection, model: str, content_hashes: Sequence[by
 
 
 async def write_vectors(
-    db: Connection, rows: Sequence[tuple[UUID, bytes, np.ndarray | None, bool]], model: str, dimensions: int
+    db: Connection, rows: Sequence[tuple[UUID, bytes, np.ndarray, bool]], model: str, dimensions: int
 ) -> None:
     """Store each vector for its document, unless the document's text changed meanwhile.
 

@@ -4,6 +4,7 @@ import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import asyncpg
 import pytest
@@ -16,10 +17,12 @@ from shared import topics
 from shared.db import tenant_transaction
 from shared.embedding import create_provider
 from shared.kafka import create_consumer, create_producer
-from shared.records import DeadLetter, EmbeddedDocument
+from shared.records import DeadLetter, EmbeddedDocument, Record
 from shared.settings import load
 from tests.fake_openai import FakeOpenAI
 from tests.services.conftest import Ingest, sample
+
+T = TypeVar("T", bound=Record)
 
 EMBEDDED = (
     "SELECT count(*) FROM documents d JOIN document_embeddings e ON e.document_id = d.id "
@@ -43,21 +46,26 @@ def _openai(server: FakeOpenAI) -> dict[str, str]:
             "CHORUS_EMBED_BACKOFF_SECONDS": "0.05"}  # fmt: skip
 
 
-async def _embedded_records(env: dict[str, str], count: int) -> list[EmbeddedDocument]:
+async def _read(env: dict[str, str], topic: topics.Topic, record_type: type[T], count: int) -> list[T]:
+    """The first `count` records of the test's `topic`, read by a consumer group of its own."""
     consumer = create_consumer(env["CHORUS_KAFKA_BOOTSTRAP"], f"read-{uuid.uuid4()}",
-                               topics.EMBEDDED.full_name(env["CHORUS_TOPIC_PREFIX"]))  # fmt: skip
+                               topic.full_name(env["CHORUS_TOPIC_PREFIX"]))  # fmt: skip
     await consumer.start()
-    found: list[EmbeddedDocument] = []
+    found: list[T] = []
     try:
         async with asyncio.timeout(60):
             while len(found) < count:
                 for batch in (await consumer.getmany(timeout_ms=500)).values():
-                    found += [EmbeddedDocument.from_bytes(record.value) for record in batch]
+                    found += [record_type.from_bytes(record.value) for record in batch]
     except TimeoutError:
-        raise AssertionError(f"{len(found)} records on chorus.embedded, expected {count}") from None
+        raise AssertionError(f"{len(found)} records on {topic.name}, expected {count}") from None
     finally:
         await consumer.stop()
     return found
+
+
+async def _embedded_records(env: dict[str, str], count: int) -> list[EmbeddedDocument]:
+    return await _read(env, topics.EMBEDDED, EmbeddedDocument, count)
 
 
 async def test_documents_from_the_ingest_path_get_local_model_vectors(
@@ -163,18 +171,7 @@ async def _document_ids(pool: asyncpg.Pool, ingest: Ingest) -> list[uuid.UUID]:
 
 
 async def _dead_letters(env: dict[str, str], count: int) -> list[DeadLetter]:
-    consumer = create_consumer(env["CHORUS_KAFKA_BOOTSTRAP"], f"dlq-{uuid.uuid4()}",
-                               topics.DLQ.full_name(env["CHORUS_TOPIC_PREFIX"]))  # fmt: skip
-    await consumer.start()
-    letters: list[DeadLetter] = []
-    try:
-        async with asyncio.timeout(60):
-            while len(letters) < count:
-                for batch in (await consumer.getmany(timeout_ms=500)).values():
-                    letters += [DeadLetter.from_bytes(record.value) for record in batch]
-    finally:
-        await consumer.stop()
-    return letters
+    return await _read(env, topics.DLQ, DeadLetter, count)
 
 
 def test_a_dimension_that_does_not_fit_the_database_stops_the_service(
