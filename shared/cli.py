@@ -32,6 +32,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (StackError, SettingsError, MigrationError) as error:
         print(f"chorus: {error}", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        # The reader of our output went away (`chorus up | head -1`): nothing left to say.
+        sys.stderr.close()
+        return 0
 
 
 def _parser() -> argparse.ArgumentParser:
