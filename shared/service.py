@@ -40,10 +40,28 @@ class Resources:
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     def checks(self) -> dict[str, Check]:
-        return {
+        checks: dict[str, Check] = {
             "postgres": lambda: database_answers(self.pool),
             "kafka": lambda: broker_answers(self.settings.kafka_bootstrap),
         }
+        if self.background:
+            checks["agents"] = self._agents_run
+        return checks
+
+    def run_in_background(self, work: Awaitable[None], name: str) -> None:
+        """Run `work` for the life of the service; if it ever stops, the service is no longer ready."""
+        task = asyncio.ensure_future(work)
+        task.set_name(name)
+        task.add_done_callback(_report_stopped)
+        self.background.append(task)
+
+    async def _agents_run(self) -> bool:
+        return not any(task.done() for task in self.background)
+
+
+def _report_stopped(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("a background agent stopped", extra={"agent": task.get_name()}, exc_info=task.exception())
 
 
 @asynccontextmanager

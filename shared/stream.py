@@ -79,8 +79,9 @@ async def run_agent(agent: Agent, bootstrap: str, producer: AIOKafkaProducer) ->
 
 async def _consume(agent: Agent, bootstrap: str, producer: AIOKafkaProducer) -> None:
     consumer = create_consumer(bootstrap, agent.group_id, *agent.topics)
-    await consumer.start()
     try:
+        # Started inside the try: a shutdown that comes while it joins the group still closes it.
+        await consumer.start()
         while True:
             if agent.handle_batch is not None:
                 await _consume_batch(agent, consumer, producer)

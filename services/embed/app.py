@@ -32,8 +32,7 @@ def create_app(settings: EmbedSettings) -> FastAPI:
         provider = await asyncio.to_thread(create_provider, settings)
         resources.closers.append(provider.close)
         embedder = Embedder(settings, resources.pool, resources.producer, provider)
-        resources.background.append(
-            asyncio.create_task(run_agent(embedder.agent(), settings.kafka_bootstrap, resources.producer))
-        )
+        agent = embedder.agent()
+        resources.run_in_background(run_agent(agent, settings.kafka_bootstrap, resources.producer), agent.name)
 
     return service_app("Chorus embed", settings, start=start)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from fastapi import FastAPI
 
 from services.ingest.agents import Normalizer
@@ -21,9 +19,7 @@ def create_app(settings: IngestSettings) -> FastAPI:
             return
         normalizer = Normalizer(resources.pool, resources.producer, settings.topic_prefix)
         for agent in normalizer.agents():
-            resources.background.append(
-                asyncio.create_task(run_agent(agent, settings.kafka_bootstrap, resources.producer), name=agent.name)
-            )
+            resources.run_in_background(run_agent(agent, settings.kafka_bootstrap, resources.producer), agent.name)
 
     app = service_app("Chorus ingest", settings, start=start)
     app.state.settings = settings
