@@ -25,18 +25,23 @@ KAFKA_DEPLOY = REPO_ROOT / "deploy" / "kafka"
 LIBS = KAFKA_DEPLOY / "target" / "libs"
 
 
+_TOOLS = {"java": "a JDK 17 (Debian: openjdk-17-jre-headless)", "mvn": "Maven (Debian: maven)"}
+
+
+def require_tool(tool: str) -> None:
+    """Fail with one sentence when `tool` (java or mvn) is not on PATH."""
+    if shutil.which(tool) is None:
+        raise StackError(
+            f"`{tool}` was not found on PATH; the Kafka broker needs {_TOOLS[tool]}: install it and run again"
+        )
+
+
 def fetch_jars() -> Path:
     """Resolve the broker's jars from Maven Central once; later calls find them in place."""
     if any(LIBS.glob("kafka_2.13-*.jar")):
         return LIBS
-    for tool, package in (
-        ("java", "a JDK 17 (Debian: openjdk-17-jre-headless)"),
-        ("mvn", "Maven (Debian: maven)"),
-    ):
-        if shutil.which(tool) is None:
-            raise StackError(
-                f"`{tool}` was not found on PATH; the Kafka broker needs {package}: install it and run again"
-            )
+    require_tool("java")
+    require_tool("mvn")
     result = subprocess.run(
         ["mvn", "-q", "-B", "-f", str(KAFKA_DEPLOY / "pom.xml"), "dependency:copy-dependencies"],
         capture_output=True,
@@ -81,6 +86,7 @@ class KafkaBroker:
         require_free_port(self.port, "the Kafka broker", "CHORUS_KAFKA_PORT")
         require_free_port(self.controller_port, "the Kafka controller", "CHORUS_KAFKA_CONTROLLER_PORT")
         libs = fetch_jars()
+        require_tool("java")
         config = self._write_config()
         if not (self.home / "data" / "meta.properties").exists():
             self._java(libs, "kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c", str(config))

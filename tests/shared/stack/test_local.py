@@ -101,3 +101,17 @@ def test_a_taken_port_is_named_with_its_fix(stack_env: dict[str, str]) -> None:
         f"chorus: port {port} for the search service is already taken by another program; "
         f"stop that program or choose another port with CHORUS_SEARCH_PORT=<port>"
     )
+
+
+def test_a_missing_jdk_is_named_with_its_fix(stack_env: dict[str, str], tmp_path: Path) -> None:
+    # A PATH with python but without java: the broker cannot start, and the message says why.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "python").symlink_to(sys.executable)
+    result = _chorus("up", env={**stack_env, "PATH": str(bin_dir)})
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        "chorus: `java` was not found on PATH; the Kafka broker needs a JDK 17 "
+        "(Debian: openjdk-17-jre-headless): install it and run again"
+    )
+    assert _chorus("down", env=stack_env).returncode == 0
