@@ -108,10 +108,14 @@ def test_a_missing_jdk_is_named_with_its_fix(stack_env: dict[str, str], tmp_path
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "python").symlink_to(sys.executable)
-    result = _chorus("up", env={**stack_env, "PATH": str(bin_dir)})
+    try:
+        result = _chorus("up", env={**stack_env, "PATH": str(bin_dir)})
+    finally:
+        # Postgres started before the broker failed; stop it whatever the assertions say.
+        stopped = _chorus("down", env=stack_env)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == (
         "chorus: `java` was not found on PATH; the Kafka broker needs a JDK 17 "
         "(Debian: openjdk-17-jre-headless): install it and run again"
     )
-    assert _chorus("down", env=stack_env).returncode == 0
+    assert stopped.returncode == 0
