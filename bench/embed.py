@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from bench.report import Figure, report
+from bench.report import Figure, demo_env, report
 from shared import tenants, topics
 from shared.db import create_pool, tenant_transaction
 from shared.embedding.local import LocalEmbedder
@@ -33,7 +33,6 @@ from shared.kafka import create_producer, ensure_topics
 from shared.records import Document, utcnow
 from shared.stack.processes import free_port, spawn, stop
 
-DEMO_ENV = Path(".chorus") / "demo.env"
 INTENTS = Path("bench") / "data" / "dm_intents.jsonl"
 MODELS = Path(".chorus") / "models"
 
@@ -176,9 +175,7 @@ async def _ready(port: int) -> None:
 
 
 def main(model_texts: int, capacity_texts: int) -> None:
-    if not DEMO_ENV.exists():
-        raise SystemExit("no .chorus/demo.env: run `make up` first")
-    env = dict(line.split("=", 1) for line in DEMO_ENV.read_text().splitlines() if "=" in line)
+    env = demo_env()
     texts = _texts(model_texts)
     alone = {variant: embedder_alone(variant, texts) for variant in ("fp32", "int8")}
     torch_rate = torch_alone(texts)

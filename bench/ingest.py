@@ -20,17 +20,10 @@ from typing import Any
 
 import httpx
 
-from bench.report import Figure, median, percentile, report
+from bench.report import Figure, demo_env, median, percentile, report
 from shared.db import create_pool, tenant_transaction
 
-DEMO_ENV = Path(".chorus") / "demo.env"
 TEMPLATE = Path("deploy") / "demo" / "streamchat_events.jsonl"
-
-
-def _env() -> dict[str, str]:
-    if not DEMO_ENV.exists():
-        raise SystemExit("no .chorus/demo.env: run `make up` first")
-    return dict(line.split("=", 1) for line in DEMO_ENV.read_text().splitlines() if "=" in line)
 
 
 async def _sender(client: httpx.AsyncClient, env: dict[str, str], run: str, stop_at: float,
@@ -73,7 +66,7 @@ async def _landed(env: dict[str, str], run: str, expected: int, within: float) -
 
 
 async def main(duration: float, concurrency: int) -> None:
-    env = _env()
+    env = demo_env()
     run = uuid.uuid4().hex[:8]
     latencies: list[float] = []
     statuses: dict[int, int] = {}

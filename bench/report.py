@@ -11,7 +11,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from shared.stack.local import read_env_file
+
 RESULTS = Path(".chorus") / "bench"
+DEMO_ENV = Path(".chorus") / "demo.env"
+
+
+def demo_env() -> dict[str, str]:
+    """The URLs and credentials `make up` wrote; benchmarks run against that stack."""
+    if not DEMO_ENV.exists():
+        raise SystemExit("no .chorus/demo.env: run `make up` first")
+    return read_env_file(DEMO_ENV)
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,8 @@ import logging
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from functools import partial
+from typing import Any, TypeAlias
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
@@ -21,7 +22,8 @@ log = logging.getLogger(__name__)
 
 # A handler may return the acknowledgements of records it sent; they are awaited before the
 # offsets are committed, so a batch's output is produced in parallel but never lost.
-Handler = Callable[[ConsumerRecord[bytes, bytes]], Awaitable[list[asyncio.Future[Any]] | None]]
+KafkaRecord: TypeAlias = ConsumerRecord[bytes, bytes]
+Handler = Callable[[KafkaRecord], Awaitable[list[asyncio.Future[Any]] | None]]
 
 # Failures of what a record's work depends on, not of the record: wait and try the same record again.
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
@@ -41,7 +43,7 @@ class InvalidRecord(ValueError):
     """The record itself cannot be processed; it goes to the dead-letter topic with this reason."""
 
 
-BatchHandler = Callable[[list[ConsumerRecord[bytes, bytes]]], Awaitable[list[asyncio.Future[Any]]]]
+BatchHandler = Callable[[list[KafkaRecord]], Awaitable[list[asyncio.Future[Any]]]]
 
 
 @dataclass(frozen=True)
@@ -83,25 +85,32 @@ async def _consume(agent: Agent, bootstrap: str, producer: AIOKafkaProducer) -> 
         # Started inside the try: a shutdown that comes while it joins the group still closes it.
         await consumer.start()
         while True:
-            if agent.handle_batch is not None:
-                await _consume_batch(agent, consumer, producer)
+            batches = await _take(agent, consumer)
+            records = [record for partition_records in batches.values() for record in partition_records]
+            if not records:
                 continue
-            batches = await consumer.getmany(timeout_ms=500, max_records=agent.max_batch)
-            for partition, records in batches.items():
-                acknowledgements: list[asyncio.Future[Any]] = []
+            acknowledgements: list[asyncio.Future[Any]] = []
+            if agent.handle_batch is not None:
+                acknowledgements = await _attempt(agent, producer, records, partial(agent.handle_batch, records))
+            else:
+                assert agent.handle is not None
                 for record in records:
-                    acknowledgements += await _process(agent, producer, record)
-                await asyncio.gather(*acknowledgements)
-                # Committed only now: every record up to here is durably processed or dead-lettered.
-                await consumer.commit({partition: records[-1].offset + 1})
-                _record_lag(agent, consumer.highwater(partition), records[-1].offset + 1, partition)
+                    acknowledgements += await _attempt(agent, producer, [record], partial(agent.handle, record))
+            await asyncio.gather(*acknowledgements)
+            # Committed only now: every record up to here is durably processed or dead-lettered.
+            await consumer.commit({partition: taken[-1].offset + 1 for partition, taken in batches.items()})
+            for partition, taken in batches.items():
+                RECORDS_PROCESSED.labels(agent.service, partition.topic).inc(len(taken))
+                _record_lag(agent, consumer.highwater(partition), taken[-1].offset + 1, partition)
     finally:
         await consumer.stop()
 
 
-async def _consume_batch(agent: Agent, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer) -> None:
-    assert agent.handle_batch is not None
-    batches = await consumer.getmany(timeout_ms=500, max_records=agent.max_batch)
+async def _take(agent: Agent, consumer: AIOKafkaConsumer) -> dict[TopicPartition, list[KafkaRecord]]:
+    """Up to `max_batch` records, waiting at most `batch_wait_ms` after the first for more."""
+    batches: dict[TopicPartition, list[KafkaRecord]] = await consumer.getmany(
+        timeout_ms=500, max_records=agent.max_batch
+    )
     count = sum(len(records) for records in batches.values())
     deadline = asyncio.get_running_loop().time() + agent.batch_wait_ms / 1000
     while count and count < agent.max_batch and (left := deadline - asyncio.get_running_loop().time()) > 0:
@@ -109,69 +118,43 @@ async def _consume_batch(agent: Agent, consumer: AIOKafkaConsumer, producer: AIO
         for partition, records in more.items():
             batches.setdefault(partition, []).extend(records)
             count += len(records)
-    if not count:
-        return
-    records = [record for partition_records in batches.values() for record in partition_records]
+    return batches
+
+
+async def _attempt(
+    agent: Agent,
+    producer: AIOKafkaProducer,
+    records: list[KafkaRecord],
+    work: Callable[[], Awaitable[list[asyncio.Future[Any]] | None]],
+) -> list[asyncio.Future[Any]]:
+    """Run `work` on `records` until it succeeds; a failing dependency is waited out, any other
+    failure is the records' own doing, and they are parked on the dead-letter topic."""
     delay = 0.2
     while True:
         try:
-            acknowledgements = await agent.handle_batch(records)
-            break
+            return await work() or []
         except asyncio.CancelledError:
             raise
         except TRANSIENT_ERRORS as error:
             PROCESSING_ERRORS.labels(agent.service, records[0].topic, type(error).__name__).inc()
-            log.warning("a dependency failed; retrying the batch", extra={"agent": agent.name, "error": repr(error)})
-            await asyncio.sleep(delay * (1 + random.random()))
-            delay = min(delay * 2, 5.0)
-        except Exception as error:
-            # The handler parks the records it cannot use itself; this is the net under it.
-            log.exception("a batch failed; dead-lettering it", extra={"agent": agent.name})
-            acknowledgements = []
-            for record in records:
-                await send_dead_letter(producer, agent.dead_letter_topic, agent.service, record, error)
-            break
-    await asyncio.gather(*acknowledgements)
-    await consumer.commit({partition: records[-1].offset + 1 for partition, records in batches.items()})
-    for partition, partition_records in batches.items():
-        RECORDS_PROCESSED.labels(agent.service, partition.topic).inc(len(partition_records))
-        _record_lag(agent, consumer.highwater(partition), partition_records[-1].offset + 1, partition)
-
-
-async def _process(
-    agent: Agent, producer: AIOKafkaProducer, record: ConsumerRecord[bytes, bytes]
-) -> list[asyncio.Future[Any]]:
-    assert agent.handle is not None
-    delay = 0.2
-    acknowledgements: list[asyncio.Future[Any]] = []
-    while True:
-        try:
-            acknowledgements = await agent.handle(record) or []
-            break
-        except asyncio.CancelledError:
-            raise
-        except TRANSIENT_ERRORS as error:
-            PROCESSING_ERRORS.labels(agent.service, record.topic, type(error).__name__).inc()
             log.warning(
-                "a dependency failed; retrying the record",
-                extra={"agent": agent.name, "offset": record.offset, "error": repr(error)},
+                "a dependency failed; retrying",
+                extra={"agent": agent.name, "offset": records[0].offset, "error": repr(error)},
             )
             await asyncio.sleep(delay * (1 + random.random()))
             delay = min(delay * 2, 5.0)
         except Exception as error:
-            # Anything else is this record's doing: park it with the reason and move on.
-            PROCESSING_ERRORS.labels(agent.service, record.topic, type(error).__name__).inc()
-            await send_dead_letter(producer, agent.dead_letter_topic, agent.service, record, error)
-            break
-    RECORDS_PROCESSED.labels(agent.service, record.topic).inc()
-    return acknowledgements
+            PROCESSING_ERRORS.labels(agent.service, records[0].topic, type(error).__name__).inc()
+            for record in records:
+                await send_dead_letter(producer, agent.dead_letter_topic, agent.service, record, error)
+            return []
 
 
 async def send_dead_letter(
     producer: AIOKafkaProducer,
     dead_letter_topic: str,
     service: str,
-    record: ConsumerRecord[bytes, bytes],
+    record: KafkaRecord,
     error: BaseException,
 ) -> None:
     """Publish `record` with why it failed to the dead-letter topic, keyed by its original key."""

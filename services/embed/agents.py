@@ -8,12 +8,12 @@ import random
 import time
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Any, TypeAlias
+from typing import Any
 from uuid import UUID
 
 import asyncpg
 import numpy as np
-from aiokafka import AIOKafkaProducer, ConsumerRecord
+from aiokafka import AIOKafkaProducer
 from pydantic import ValidationError
 
 from services.embed import store
@@ -33,11 +33,9 @@ from shared import topics
 from shared.db import set_tenant, tenant_transaction
 from shared.embedding import EmbeddingProvider, ProviderError
 from shared.records import Document, DocumentFields, EmbeddedDocument, utcnow
-from shared.stream import Agent, send_dead_letter
+from shared.stream import Agent, KafkaRecord, send_dead_letter
 
 log = logging.getLogger(__name__)
-
-Record: TypeAlias = ConsumerRecord[bytes, bytes]
 
 
 class ProviderGaveUp(Exception):
@@ -46,7 +44,7 @@ class ProviderGaveUp(Exception):
 
 @dataclass
 class _Item:
-    record: Record
+    record: KafkaRecord
     document: Document
     vector: np.ndarray | None = None
     truncated: bool = False
@@ -78,7 +76,7 @@ class Embedder:
             batch_wait_ms=self.settings.batch_wait_ms,
         )
 
-    async def embed_documents(self, records: list[Record]) -> list[asyncio.Future[Any]]:
+    async def embed_documents(self, records: list[KafkaRecord]) -> list[asyncio.Future[Any]]:
         """Embed, store and announce one batch; returns the acknowledgements of what it sent."""
         items: list[_Item] = []
         for record in records:
@@ -103,17 +101,18 @@ class Embedder:
 
     async def _drop_stale(self, items: list[_Item]) -> list[_Item]:
         """Keep the documents whose row still holds this text; a newer record follows for the others."""
-        by_tenant = _by_tenant(items)
-        current: set[tuple[UUID, str]] = set()
-        for tenant_id, tenant_items in by_tenant.items():
+        current: dict[UUID, tuple[str, str | None]] = {}
+        for tenant_id, tenant_items in _by_tenant(items).items():
             async with tenant_transaction(self.pool, tenant_id) as db:
                 rows = await store.current_documents(db, [item.document.document_id for item in tenant_items])
-            for row in rows:
-                current.add((row["id"], row["content_hash"].hex()))
-                for item in tenant_items:
-                    if item.document.document_id == row["id"] and row["embedding_model"] == self.provider.model:
-                        item.already_stored = True
-        return [item for item in items if (item.document.document_id, item.document.content_hash) in current]
+            current.update({row["id"]: (row["content_hash"].hex(), row["embedding_model"]) for row in rows})
+        live = []
+        for item in items:
+            content_hash, model = current.get(item.document.document_id, (None, None))
+            if content_hash == item.document.content_hash:
+                item.already_stored = model == self.provider.model
+                live.append(item)
+        return live
 
     async def _reuse_stored_vectors(self, items: list[_Item]) -> None:
         for tenant_id, tenant_items in _by_tenant(items).items():

@@ -10,7 +10,7 @@ from typing import Any
 from uuid import UUID
 
 import asyncpg
-from aiokafka import AIOKafkaProducer, ConsumerRecord
+from aiokafka import AIOKafkaProducer
 
 from services.ingest import store
 from services.ingest.events import VCON_SOURCE, documents_of, event_content_hash, vcon_tenant
@@ -21,7 +21,7 @@ from shared import topics
 from shared.db import tenant_transaction
 from shared.hashing import normalize_text, text_hash
 from shared.records import Document, EventEnvelope, RawStreamChatDelivery, RawTavusDelivery, utcnow
-from shared.stream import Agent, InvalidRecord
+from shared.stream import Agent, InvalidRecord, KafkaRecord
 from shared.tenants import resolve_tenant
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ class Normalizer:
 
     # StreamChat
 
-    async def normalize_streamchat(self, record: ConsumerRecord[bytes, bytes]) -> Sent:
+    async def normalize_streamchat(self, record: KafkaRecord) -> Sent:
         delivery = RawStreamChatDelivery.from_bytes(record.value or b"")
         kind = event_type(delivery.body)
         if kind not in MESSAGE_EVENTS:
@@ -131,7 +131,7 @@ class Normalizer:
 
     # Tavus
 
-    async def normalize_tavus(self, record: ConsumerRecord[bytes, bytes]) -> Sent:
+    async def normalize_tavus(self, record: KafkaRecord) -> Sent:
         delivery = RawTavusDelivery.from_bytes(record.value or b"")
         callback = parse_callback(delivery.body)
         tenant_id = delivery.tenant_id
@@ -218,7 +218,7 @@ class Normalizer:
 
     # Raw events and vCon
 
-    async def normalize_events(self, record: ConsumerRecord[bytes, bytes]) -> Sent:
+    async def normalize_events(self, record: KafkaRecord) -> Sent:
         envelope = EventEnvelope.from_bytes(record.value or b"")
         tenant_id = await self._tenant_of(envelope, dict(record.headers or ()))
         drafts = documents_of(envelope)

@@ -210,7 +210,7 @@ class LocalStack:
                     time.sleep(0.5)
 
     async def _demo_credentials(self) -> dict[str, str]:
-        previous = _read_env(self.home / "demo.env")
+        previous = read_env_file(self.home / "demo.env")
         pool = await create_pool(self.database_url, max_size=2)
         try:
             tenant_id = await tenants.find_tenant(pool, DEMO_TENANT) or await tenants.create_tenant(pool, DEMO_TENANT)
@@ -243,7 +243,8 @@ class LocalStack:
         path.chmod(0o600)
 
 
-def _read_env(path: Path) -> dict[str, str]:
+def read_env_file(path: Path) -> dict[str, str]:
+    """The KEY=value lines of an env file such as .chorus/demo.env; empty when there is none."""
     if not path.exists():
         return {}
     pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)

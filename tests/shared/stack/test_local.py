@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from shared.stack.local import read_env_file
 from shared.stack.processes import free_port, pid_alive
 from tests.conftest import REPO_ROOT
 
@@ -41,10 +42,6 @@ def stack_env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
-def _read_env(path: Path) -> dict[str, str]:
-    return dict(line.split("=", 1) for line in path.read_text().splitlines())
-
-
 def _recorded_pids(home: Path) -> list[int]:
     paths = [*(home / "run").glob("*.pid"), home / "kafka" / "kafka.pid"]
     pids = [int(path.read_text()) for path in paths if path.exists()]
@@ -59,7 +56,7 @@ def test_up_serves_every_service_and_down_leaves_nothing_running(stack_env: dict
     try:
         first = _chorus("up", env=stack_env)
         assert first.returncode == 0, first.stderr
-        demo = _read_env(home / "demo.env")
+        demo = read_env_file(home / "demo.env")
         assert set(demo) == {
             "CHORUS_SEARCH_URL",
             "CHORUS_INGEST_URL",
@@ -80,7 +77,7 @@ def test_up_serves_every_service_and_down_leaves_nothing_running(stack_env: dict
 
         again = _chorus("up", env=stack_env)
         assert again.returncode == 0, again.stderr
-        assert _read_env(home / "demo.env") == demo
+        assert read_env_file(home / "demo.env") == demo
         assert _recorded_pids(home) == pids
         assert _chorus("status", env=stack_env).returncode == 0
     finally:
