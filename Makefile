@@ -70,5 +70,9 @@ bench-deps: install
 bench-embed: bench-deps ## Embedding texts/s, end-to-end docs/s, pipeline capacity, int8 quality (needs `make up`)
 	$(BIN)/python -m bench.embed
 
+.PHONY: bench-cluster
+bench-cluster: bench-deps ## Online clustering ARI and V-measure against an offline baseline (needs `make up`)
+	$(BIN)/python -m bench.cluster
+
 .PHONY: bench
-bench: bench-ingest bench-embed ## Every benchmark; results in .chorus/bench/
+bench: bench-ingest bench-embed bench-cluster ## Every benchmark; results in .chorus/bench/

@@ -10,8 +10,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import copy
-import hashlib
-import hmac
 import json
 import time
 import uuid
@@ -21,6 +19,7 @@ from typing import Any
 import httpx
 
 from bench.report import Figure, demo_env, median, percentile, report
+from bench.webhooks import webhook_headers
 from shared.db import create_pool, tenant_transaction
 
 TEMPLATE = Path("deploy") / "demo" / "streamchat_events.jsonl"
@@ -29,19 +28,14 @@ TEMPLATE = Path("deploy") / "demo" / "streamchat_events.jsonl"
 async def _sender(client: httpx.AsyncClient, env: dict[str, str], run: str, stop_at: float,
                   latencies: list[float], statuses: dict[int, int], worker: int) -> None:  # fmt: skip
     template = json.loads(TEMPLATE.read_text().splitlines()[0])
-    secret = env["CHORUS_STREAMCHAT_API_SECRET"].encode()
+    secret = env["CHORUS_STREAMCHAT_API_SECRET"]
     number = 0
     while time.perf_counter() < stop_at:
         event: dict[str, Any] = copy.deepcopy(template)
         event["message"]["id"] = f"bench-{run}-{worker}-{number}"
         event["message"]["text"] = f"bench message {number} from worker {worker}: when is the next stream?"
         body = json.dumps(event).encode()
-        headers = {
-            "X-Api-Key": env["CHORUS_STREAMCHAT_API_KEY"],
-            "X-Signature": hmac.new(secret, body, hashlib.sha256).hexdigest(),
-            "X-Webhook-Id": f"{run}-{worker}-{number}",
-            "Content-Type": "application/json",
-        }
+        headers = webhook_headers(body, env["CHORUS_STREAMCHAT_API_KEY"], secret, f"{run}-{worker}-{number}")
         started = time.perf_counter()
         response = await client.post("/webhooks/streamchat", content=body, headers=headers)
         latencies.append(time.perf_counter() - started)

@@ -159,3 +159,20 @@ class EmbeddedDocument(DocumentFields):
     @staticmethod
     def encode_vector(vector: np.ndarray) -> str:
         return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode()
+
+
+class Reply(Record):
+    """One channel's share of a creator's bulk reply (chorus.replies), sent when a cluster is actioned.
+
+    `reply_id` is the same every time the same cluster's reply to the same channel is published,
+    so whoever delivers replies can drop a repeat.
+    """
+
+    reply_id: str
+    tenant_id: UUID
+    cluster_id: UUID
+    creator_id: str
+    channel_cid: str
+    visitor_id: str | None
+    response_text: str
+    actioned_at: datetime

@@ -10,3 +10,13 @@ from shared.settings import CommonSettings, setting
 @dataclass(frozen=True)
 class ClusterSettings(CommonSettings):
     port: int = setting("CHORUS_CLUSTER_PORT", 8083, "Port of the cluster service's HTTP server.")
+    threshold: float = setting(
+        "CHORUS_CLUSTER_THRESHOLD",
+        0.32,
+        "Least average cosine similarity to a cluster's members for a message to join it (docs/cluster.md).",
+    )
+    rehome_clusters: int = setting(
+        "CHORUS_CLUSTER_REHOME_CLUSTERS",
+        6,
+        "Open clusters (the changed one and its nearest) whose members may move after each assignment.",
+    )

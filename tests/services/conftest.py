@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -16,6 +14,7 @@ import asyncpg
 import pytest
 from fastapi.testclient import TestClient
 
+from bench.webhooks import signature
 from services.ingest.app import create_app
 from services.ingest.settings import IngestSettings
 from shared import tenants
@@ -33,7 +32,7 @@ def sample(name: str) -> list[dict[str, Any]]:
 
 
 def sign(body: bytes, secret: str = APP_SECRET) -> str:
-    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return signature(body, secret)
 
 
 @dataclass

@@ -1,0 +1,177 @@
+"""cluster_messages: chorus.embedded -> per-creator online clusters of inbound fan messages."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from uuid import UUID
+
+import asyncpg
+import numpy as np
+from aiokafka import AIOKafkaProducer
+
+from services.cluster import store
+from services.cluster.metrics import ASSIGNMENTS, CLUSTER_SIZE, OPEN_CLUSTERS
+from services.cluster.settings import ClusterSettings
+from shared import clusters, topics
+from shared.db import tenant_transaction
+from shared.records import EmbeddedDocument
+from shared.stream import TRANSIENT_ERRORS, Agent, KafkaRecord
+from shared.tenants import all_tenant_ids
+
+log = logging.getLogger(__name__)
+
+
+def is_clusterable(document: EmbeddedDocument) -> bool:
+    """Only inbound, non-paid StreamChat messages are clustered; creators' own messages, paid DMs,
+    Tavus and raw-event documents never are."""
+    return (
+        document.source == "streamchat"
+        and document.direction == "inbound"
+        and document.is_paid is False
+        and document.message_row_id is not None
+        and document.creator_id is not None
+    )
+
+
+class Clusterer:
+    """Assigns each clusterable message to its creator's most similar open cluster, or a new one."""
+
+    def __init__(self, settings: ClusterSettings, pool: asyncpg.Pool, producer: AIOKafkaProducer) -> None:
+        self.settings = settings
+        self.pool = pool
+        self.producer = producer
+
+    def agent(self) -> Agent:
+        prefix = self.settings.topic_prefix
+        return Agent(
+            "cluster_messages",
+            "cluster",
+            f"{prefix}chorus-cluster",
+            (topics.EMBEDDED.full_name(prefix),),
+            topics.DLQ.full_name(prefix),
+            handle=self.cluster_message,
+        )
+
+    async def cluster_message(self, record: KafkaRecord) -> None:
+        document = EmbeddedDocument.from_bytes(record.value or b"")
+        if not is_clusterable(document):
+            ASSIGNMENTS.labels("skipped").inc()
+            return
+        assert document.creator_id is not None and document.message_row_id is not None
+        async with tenant_transaction(self.pool, document.tenant_id) as db:
+            await store.lock_creator(db, document.tenant_id, document.creator_id)
+            message = await store.find_message(db, document.message_row_id)
+            outcome = "skipped" if message is None else await self._apply(db, document, message)
+        ASSIGNMENTS.labels(outcome).inc()
+
+    async def _apply(self, db: asyncpg.Connection, document: EmbeddedDocument, message: store.Message) -> str:
+        """Bring the message's clustering up to date with `document`; returns the outcome."""
+        vector = document.vector
+        creator_id = document.creator_id or ""
+        if document.action == "delete" or message.deleted or vector is None:
+            removed = await clusters.remove_members(db, [message.id])
+            # Deleted or not, a newer message replaced the older ones: the result must not depend
+            # on whether it was clustered before it was deleted.
+            await self._replace_older(db, creator_id, message)
+            return "removed" if removed else "skipped"
+        content_hash = bytes.fromhex(document.content_hash)
+        if message.content_hash != content_hash:
+            return "skipped"  # an older text of an edited message: the record of the new text follows
+        current = await store.membership(db, message)
+        if current is not None:
+            if current.content_hash == content_hash or current.status == "actioned":
+                return "skipped"  # a replay, or a message of an answered cluster, which keeps its members
+            await clusters.remove_members(db, [message.id])  # an edit: assigned afresh below
+        newer = await self._replace_older(db, creator_id, message)
+        if newer is not None:
+            await store.mark_superseded(db, [message.id], newer)
+            return "superseded"
+        await store.clear_superseded(db, message.id)
+        return await self._assign(db, document, message, _unit(vector), content_hash)
+
+    async def _replace_older(self, db: asyncpg.Connection, creator_id: str, message: store.Message) -> UUID | None:
+        """The channel rule: a newer clustered message keeps this one out (its id is returned);
+        otherwise this one takes the place of the channel's older messages in open clusters."""
+        others = await store.channel_members(db, creator_id, message)
+        newer = [other for other, _ in others if other.order > message.order]
+        if newer:
+            return max(newer, key=lambda other: other.order).id
+        replaced = [other.id for other, status in others if status == "open"]
+        if replaced:
+            await clusters.remove_members(db, replaced)
+            await store.mark_superseded(db, replaced, message.id)
+            ASSIGNMENTS.labels("superseded").inc(len(replaced))
+        return None
+
+    async def _assign(
+        self,
+        db: asyncpg.Connection,
+        document: EmbeddedDocument,
+        message: store.Message,
+        vector: np.ndarray,
+        content_hash: bytes,
+    ) -> str:
+        creator_id = document.creator_id or ""
+        nearest = await store.nearest_open_cluster(db, creator_id, vector)
+        if nearest is not None and nearest[1] >= self.settings.threshold:
+            cluster_id, similarity, outcome = nearest[0], nearest[1], "joined"
+        else:
+            cluster_id, similarity, outcome = await store.open_cluster(db, document.tenant_id, creator_id), None, "new"
+        await store.add_member(db, document.tenant_id, cluster_id, message, similarity, vector, content_hash)
+        await clusters.recompute(db, [cluster_id])
+        await self._rehome(db, creator_id, cluster_id)
+        CLUSTER_SIZE.observe(await store.size_of_cluster_of(db, message))
+        return outcome
+
+    async def _rehome(self, db: asyncpg.Connection, creator_id: str, cluster_id: UUID) -> None:
+        """Move members of the changed cluster's neighbourhood to where they now fit best.
+
+        Joining one message at a time, an early message may have settled in a cluster that a later
+        one makes second best; each member of the changed cluster and its nearest open clusters
+        moves when its average similarity to another of them is at or above the threshold and
+        higher than to its own cluster's other members (docs/cluster.md has the measurements).
+        """
+        members = await store.neighbourhood(db, creator_id, cluster_id, self.settings.rehome_clusters)
+        sums: dict[UUID, np.ndarray] = {}
+        counts: dict[UUID, int] = {}
+        for member in members:
+            sums[member.cluster_id] = sums.get(member.cluster_id, 0) + member.vector
+            counts[member.cluster_id] = counts.get(member.cluster_id, 0) + 1
+        moved: set[UUID] = set()
+        for member in members:
+            own = member.cluster_id
+            own_similarity = (
+                float((sums[own] - member.vector) @ member.vector) / (counts[own] - 1) if counts[own] > 1 else -1.0
+            )
+            others = {other: float(member.vector @ sums[other]) / counts[other]
+                      for other in sums if other != own and counts[other] > 0}  # fmt: skip
+            if not others:
+                continue
+            best = max(others, key=lambda other: (others[other], str(other)))
+            if others[best] >= self.settings.threshold and others[best] > own_similarity:
+                sums[own] = sums[own] - member.vector
+                counts[own] -= 1
+                sums[best] = sums[best] + member.vector
+                counts[best] += 1
+                await store.move_member(db, member.message_id, best, others[best])
+                moved |= {own, best}
+                ASSIGNMENTS.labels("moved").inc()
+        await clusters.recompute(db, moved)
+
+    async def count_open_clusters(self, every_seconds: float = 15.0) -> None:
+        """Keep the open-clusters gauge current, per tenant."""
+        while True:
+            try:
+                for tenant_id in await all_tenant_ids(self.pool):
+                    async with tenant_transaction(self.pool, tenant_id) as db:
+                        OPEN_CLUSTERS.labels(str(tenant_id)).set(await store.open_cluster_count(db))
+            except TRANSIENT_ERRORS as error:
+                log.warning("could not count open clusters", extra={"error": repr(error)})
+            await asyncio.sleep(every_seconds)
+
+
+def _unit(vector: np.ndarray) -> np.ndarray:
+    """Unit length, so that a mean of members answers average similarity (docs/cluster.md)."""
+    norm = float(np.linalg.norm(vector))
+    return vector / norm if norm > 0 else vector
