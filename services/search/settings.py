@@ -4,9 +4,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from shared.settings import CommonSettings, setting
+from shared.embedding.settings import EmbeddingSettings
+from shared.settings import setting
 
 
 @dataclass(frozen=True)
-class SearchSettings(CommonSettings):
+class SearchSettings(EmbeddingSettings):
     port: int = setting("CHORUS_SEARCH_PORT", 8080, "Port of the search service's HTTP server.")
+    ef_search: int = setting(
+        "CHORUS_SEARCH_EF_SEARCH", 100, "HNSW candidate list per semantic query (higher: better recall, slower)."
+    )
+    rrf_k: int = setting("CHORUS_SEARCH_RRF_K", 60, "The k of reciprocal rank fusion in hybrid search.")
+    hybrid_candidates: int = setting(
+        "CHORUS_SEARCH_HYBRID_CANDIDATES",
+        50,
+        "Results taken from each of the semantic and keyword lists before fusion.",
+    )
+    query_cache_size: int = setting(
+        "CHORUS_SEARCH_QUERY_CACHE_SIZE", 2048, "Query texts whose vectors are kept in memory for repeated searches."
+    )

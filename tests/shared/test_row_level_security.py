@@ -65,7 +65,8 @@ async def _seed(pool: asyncpg.Pool, tenant_id: UUID, label: str) -> None:
         )
         await db.execute(
             "INSERT INTO cluster_members (tenant_id, cluster_id, message_id, channel_cid, embedding, content_hash, "
-            "message_created_at) VALUES ($1, $2, $3, 'messaging:dm', array_fill(0.1, ARRAY[384])::vector, '\\x00', now())",
+            "message_created_at) "
+            "VALUES ($1, $2, $3, 'messaging:dm', array_fill(0.1, ARRAY[384])::vector, '\\x00', now())",
             tenant_id,
             cluster,
             message,

@@ -19,7 +19,9 @@ def test_a_service_with_its_dependencies_is_ready(service: str, service_env: dic
     with TestClient(app) as client:
         assert client.get("/healthz").json() == {"status": "ok"}
         ready = client.get("/readyz")
-        expected = {"postgres": True, "kafka": True} | ({"agents": True} if service in ("ingest", "embed", "cluster") else {})
+        expected = {"postgres": True, "kafka": True} | (
+            {"agents": True} if service in ("ingest", "embed", "cluster") else {}
+        )
         assert (ready.status_code, ready.json()) == (200, {"ready": True, "checks": expected})
         metrics = client.get("/metrics")
         assert metrics.status_code == 200

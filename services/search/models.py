@@ -1,0 +1,200 @@
+"""The search API's request and response bodies (they make its OpenAPI description)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Mode = Literal["hybrid", "semantic", "keyword"]
+MAX_QUERY_CHARS = 1000
+
+
+class SearchRequest(BaseModel):
+    """What `POST /v1/search` takes; `GET /v1/search` takes the same as query parameters, but `metadata`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    q: str | None = Field(None, max_length=MAX_QUERY_CHARS, description="The query text.")
+    mode: Mode = "hybrid"
+    limit: int = Field(10, ge=1, le=100)
+    source: str | None = Field(None, max_length=64)
+    content_type: str | None = Field(None, max_length=64)
+    creator_id: str | None = Field(None, max_length=256)
+    since: datetime | None = None
+    until: datetime | None = None
+    tag: list[str] = Field(default_factory=list, max_length=32, description="key:value; every one must match.")
+    threshold: float | None = Field(None, ge=-1.0, le=1.0, description="Least cosine similarity of a semantic hit.")
+    metadata: dict[str, Any] = Field(default_factory=dict, description="Documents whose metadata contains this.")
+    vector: list[float] | None = Field(None, description="A query vector to use instead of embedding `q`.")
+
+    @field_validator("tag")
+    @classmethod
+    def _tags_have_a_key(cls, tags: list[str]) -> list[str]:
+        for tag in tags:
+            key, colon, _ = tag.partition(":")
+            if not colon or not key:
+                raise ValueError(f"{tag!r} is not key:value")
+        return tags
+
+    @field_validator("q")
+    @classmethod
+    def _no_nul(cls, query: str | None) -> str | None:
+        if query is not None and "\x00" in query:
+            raise ValueError("must not contain a NUL character")
+        return query
+
+    @model_validator(mode="after")
+    def _enough_to_search_with(self) -> SearchRequest:
+        has_text = bool(self.q and self.q.strip())
+        if self.mode == "keyword" and not has_text:
+            raise ValueError("q: keyword search needs a query text")
+        if self.mode == "hybrid" and not has_text:
+            raise ValueError("q: hybrid search needs a query text (a vector may come with it)")
+        if self.mode == "semantic" and not has_text and self.vector is None:
+            raise ValueError("q: semantic search needs a query text or a vector")
+        if self.since and self.until and _comparable(self.since, self.until) and self.since >= self.until:
+            raise ValueError("since: must be before until")
+        return self
+
+    def tags(self) -> dict[str, str]:
+        return dict(tag.split(":", 1) for tag in self.tag)
+
+
+def _comparable(first: datetime, second: datetime) -> bool:
+    return (first.tzinfo is None) == (second.tzinfo is None)
+
+
+class SearchResult(BaseModel):
+    id: UUID
+    source: str
+    content_type: str
+    content_ref: str | None
+    external_id: str | None
+    text: str
+    snippet: str
+    score: float
+    semantic_score: float | None
+    keyword_score: float | None
+    tags: dict[str, Any]
+    metadata: dict[str, Any]
+    created_at: datetime
+
+
+class SearchResponse(BaseModel):
+    query: str | None
+    mode: Mode
+    took_ms: float
+    results: list[SearchResult]
+
+
+class Visitor(BaseModel):
+    id: str | None
+    name: str | None
+    avatar_url: str | None
+
+
+class ClusterSummary(BaseModel):
+    id: UUID
+    creator_id: str
+    status: Literal["open", "actioned"]
+    size: int
+    channel_count: int
+    preview_text: str | None
+    representative_visitor: Visitor | None = Field(description="The visitor of the cluster's earliest message.")
+    visitor_avatar_urls: list[str] = Field(description="Up to three, earliest visitors first.")
+    response_text: str | None
+    created_at: datetime
+    updated_at: datetime
+    actioned_at: datetime | None
+
+
+class ClustersResponse(BaseModel):
+    clusters: list[ClusterSummary]
+
+
+class ClusterMessage(BaseModel):
+    message_id: str
+    channel_cid: str
+    visitor: Visitor
+    text: str
+    similarity: float | None
+    created_at: datetime
+
+
+class ClusterDetail(ClusterSummary):
+    messages: list[ClusterMessage]
+
+
+class ActionRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    response_text: str = Field(min_length=1, max_length=10_000)
+
+    @field_validator("response_text")
+    @classmethod
+    def _not_blank(cls, text: str) -> str:
+        if not text.strip():
+            raise ValueError("must not be blank")
+        if "\x00" in text:
+            raise ValueError("must not contain a NUL character")
+        return text
+
+
+class ActionResponse(BaseModel):
+    id: UUID
+    status: Literal["actioned"]
+    response_text: str
+    actioned_at: datetime
+    replies: int = Field(description="chorus.replies records published, one per channel.")
+
+
+class TranscriptTurn(BaseModel):
+    turn_index: int
+    role: str
+    content: str
+
+
+class ConversationEvent(BaseModel):
+    event_type: str
+    received_at: datetime
+
+
+class Conversation(BaseModel):
+    conversation_id: str
+    status: str
+    shutdown_reason: str | None
+    replica_id: str | None
+    recording_uri: str | None
+    perception_analysis: Any
+    started_at: datetime | None
+    ended_at: datetime | None
+    events: list[ConversationEvent]
+    transcript: list[TranscriptTurn]
+
+
+class ErasureRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    party: str = Field(
+        min_length=1, max_length=320, description="A StreamChat user id, an email address, a phone number or a name."
+    )
+
+    @field_validator("party")
+    @classmethod
+    def _not_blank(cls, party: str) -> str:
+        if not party.strip() or "\x00" in party:
+            raise ValueError("must be a non-blank string without NUL characters")
+        return party.strip()
+
+
+class ErasureResponse(BaseModel):
+    id: UUID
+    party: str
+    counts: dict[str, int]
+
+
+class Problem(BaseModel):
+    detail: str

@@ -1,0 +1,172 @@
+"""The SQL of search: semantic (HNSW), keyword (full text, trigram fallback) and their fusion.
+
+Every value a caller gives is a bind parameter; nothing from a request becomes SQL text. The
+queries run in the request's tenant transaction, where row-level security already hides other
+tenants' rows: the tenant is never a filter here, so no WHERE clause can forget it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+import numpy as np
+
+# Columns every result carries.
+RESULT_COLUMNS = (
+    "d.id, d.source, d.content_type, d.content_ref, d.external_id, d.text, d.tags, d.metadata, d.created_at"
+)
+# Below this many characters a query is matched by trigrams: full text has too little to go on.
+SHORT_QUERY_CHARS = 3
+
+
+@dataclass(frozen=True)
+class Filters:
+    source: str | None = None
+    content_type: str | None = None
+    creator_id: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def where(self, first_parameter: int) -> tuple[str, list[Any]]:
+        """SQL conditions on `d` (documents), numbered from `first_parameter`, and their values."""
+        conditions = ["d.deleted_at IS NULL"]
+        values: list[Any] = []
+
+        def add(condition: str, value: Any) -> None:
+            values.append(value)
+            conditions.append(condition.format(f"${first_parameter + len(values) - 1}"))
+
+        if self.source is not None:
+            add("d.source = {}", self.source)
+        if self.content_type is not None:
+            add("d.content_type = {}", self.content_type)
+        if self.creator_id is not None:
+            add("d.creator_id = {}", self.creator_id)
+        if self.since is not None:
+            add("coalesce(d.occurred_at, d.created_at) >= {}", self.since)
+        if self.until is not None:
+            add("coalesce(d.occurred_at, d.created_at) < {}", self.until)
+        if self.tags:
+            add("d.tags @> {}::jsonb", self.tags)
+        if self.metadata:
+            add("d.metadata @> {}::jsonb", self.metadata)
+        return " AND ".join(conditions), values
+
+
+@dataclass
+class Hit:
+    row: asyncpg.Record
+    semantic_score: float | None = None
+    keyword_score: float | None = None
+    score: float = 0.0
+
+
+async def semantic(
+    db: asyncpg.Connection,
+    vector: np.ndarray,
+    model: str,
+    filters: Filters,
+    limit: int,
+    threshold: float | None,
+    ef_search: int,
+) -> list[Hit]:
+    """Top `limit` documents by cosine similarity of their vector from `model`.
+
+    Iterative index scans keep reading the HNSW index until enough rows pass the filters, so a
+    selective filter does not starve the result.
+    """
+    await db.execute(f"SET LOCAL hnsw.ef_search = {int(ef_search)}")
+    await db.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+    where, values = filters.where(4)
+    rows = await db.fetch(
+        f"""
+        WITH nearest AS MATERIALIZED (
+            SELECT {RESULT_COLUMNS}, e.embedding <=> $1 AS distance
+            FROM document_embeddings e JOIN documents d ON d.id = e.document_id
+            WHERE e.model = $2 AND e.content_hash = d.content_hash AND {where}
+            ORDER BY e.embedding <=> $1
+            LIMIT $3
+        )
+        SELECT * FROM nearest ORDER BY distance, id
+        """,
+        vector,
+        model,
+        limit,
+        *values,
+    )
+    hits = [Hit(row, semantic_score=1.0 - float(row["distance"])) for row in rows]
+    if threshold is not None:
+        hits = [hit for hit in hits if (hit.semantic_score or 0.0) >= threshold]
+    for hit in hits:
+        hit.score = hit.semantic_score or 0.0
+    return hits
+
+
+async def keyword(db: asyncpg.Connection, query: str, filters: Filters, limit: int) -> list[Hit]:
+    """Full-text matches ranked by ts_rank_cd; trigram similarity when the query is very short or
+    full text finds nothing (a typo, a word cut short)."""
+    where, values = filters.where(3)
+    rows: list[asyncpg.Record] = []
+    if len(query.strip()) >= SHORT_QUERY_CHARS:
+        rows = await db.fetch(
+            f"""
+            SELECT {RESULT_COLUMNS}, ts_rank_cd(d.search_tsv, q.query) AS rank
+            FROM documents d, websearch_to_tsquery('english', $1) AS q(query)
+            WHERE d.search_tsv @@ q.query AND {where}
+            ORDER BY rank DESC, d.id
+            LIMIT $2
+            """,
+            query,
+            limit,
+            *values,
+        )
+    if not rows:
+        rows = await db.fetch(
+            f"""
+            SELECT {RESULT_COLUMNS}, word_similarity($1, d.text) AS rank
+            FROM documents d
+            WHERE $1 <% d.text AND {where}
+            ORDER BY rank DESC, d.id
+            LIMIT $2
+            """,
+            query,
+            limit,
+            *values,
+        )
+    return [Hit(row, keyword_score=float(row["rank"]), score=float(row["rank"])) for row in rows]
+
+
+def fuse(semantic_hits: list[Hit], keyword_hits: list[Hit], k: int, limit: int) -> list[Hit]:
+    """Reciprocal rank fusion: each list adds 1 / (k + rank); a document both lists found ranks higher."""
+    fused: dict[UUID, Hit] = {}
+    for hits, attribute in ((semantic_hits, "semantic_score"), (keyword_hits, "keyword_score")):
+        for rank, hit in enumerate(hits, start=1):
+            entry = fused.setdefault(hit.row["id"], Hit(hit.row))
+            setattr(entry, attribute, getattr(hit, attribute))
+            entry.score += 1.0 / (k + rank)
+    return sorted(fused.values(), key=lambda hit: (-hit.score, str(hit.row["id"])))[:limit]
+
+
+async def snippets(db: asyncpg.Connection, ids: list[UUID], query: str | None) -> dict[UUID, str]:
+    """A highlighted passage of each document for `query` (<mark> around matches), or its start."""
+    if not ids:
+        return {}
+    rows = await db.fetch(
+        """
+        SELECT d.id, CASE WHEN $2::text IS NULL OR numnode(q.query) = 0 THEN left(d.text, 200)
+               ELSE ts_headline('english', d.text, q.query,
+                                'StartSel=<mark>, StopSel=</mark>, MaxWords=30, MinWords=10, MaxFragments=2')
+               END AS snippet
+        FROM documents d, websearch_to_tsquery('english', coalesce($2::text, '')) AS q(query)
+        WHERE d.id = ANY($1::uuid[])
+        """,
+        ids,
+        query,
+    )
+    return {row["id"]: row["snippet"] for row in rows}
