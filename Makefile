@@ -74,5 +74,9 @@ bench-embed: bench-deps ## Embedding texts/s, end-to-end docs/s, pipeline capaci
 bench-cluster: bench-deps ## Online clustering ARI and V-measure against an offline baseline (needs `make up`)
 	$(BIN)/python -m bench.cluster
 
+.PHONY: bench-search
+bench-search: bench-deps ## Search latency (raw SQL and HTTP), recall@10 and QPS over 100K documents (needs `make up`)
+	$(BIN)/python -m bench.search
+
 .PHONY: bench
-bench: bench-ingest bench-embed bench-cluster ## Every benchmark; results in .chorus/bench/
+bench: bench-ingest bench-embed bench-cluster bench-search ## Every benchmark; results in .chorus/bench/

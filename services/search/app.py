@@ -20,7 +20,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import ValidationError
 
 from services.search import queries, store
-from services.search.embedding import QueryEmbedder
+from services.search.embedding import KeyCache, QueryEmbedder
 from services.search.erasure import erase_party
 from services.search.metrics import REQUEST_SECONDS, RESULTS
 from services.search.models import (
@@ -37,7 +37,7 @@ from services.search.models import (
     SearchResult,
 )
 from services.search.settings import SearchSettings
-from shared import clusters, tenants, topics
+from shared import clusters, topics
 from shared.db import tenant_transaction
 from shared.embedding import ProviderError, create_provider
 from shared.service import Resources, service_app
@@ -46,6 +46,7 @@ PROBLEMS: dict[int | str, dict[str, Any]] = {
     400: {"model": Problem, "description": "A parameter is invalid; `detail` names it."},
     401: {"model": Problem, "description": "No valid API key."},
 }
+SNIPPET_CHARS = 200
 bearer = HTTPBearer(auto_error=False, description="An API key from `chorus keys create TENANT`.")
 
 
@@ -55,7 +56,8 @@ async def authenticated_tenant(
     """The tenant of the request's API key; 401 without a valid one."""
     tenant_id = None
     if credentials is not None and credentials.scheme.lower() == "bearer":
-        tenant_id = await tenants.tenant_for_api_key(_resources(request).pool, credentials.credentials)
+        keys: KeyCache = request.app.state.keys
+        tenant_id = await keys.tenant(credentials.credentials)
     if tenant_id is None:
         raise HTTPException(401, "an Authorization: Bearer <API key> header with a valid key is required",
                             headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
@@ -143,7 +145,7 @@ async def _run_search(request: Request, tenant_id: UUID, search: SearchRequest, 
         results=[
             SearchResult(
                 **_result_fields(hit),
-                snippet=snippets.get(hit.row["id"], ""),
+                snippet=snippets.get(hit.row["id"]) or hit.row["text"][:SNIPPET_CHARS],
                 score=hit.score,
                 semantic_score=hit.semantic_score,
                 keyword_score=hit.keyword_score,
@@ -239,6 +241,7 @@ def create_app(settings: SearchSettings) -> FastAPI:
         provider = await asyncio.to_thread(create_provider, settings)
         resources.closers.append(provider.close)
         app.state.embedder = QueryEmbedder(provider, settings.query_cache_size)
+        app.state.keys = KeyCache(resources.pool, settings.key_cache_seconds)
 
     app = service_app("Chorus search", settings, start=start)
     app.state.settings = settings

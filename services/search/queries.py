@@ -21,6 +21,9 @@ RESULT_COLUMNS = (
 )
 # Below this many characters a query is matched by trigrams: full text has too little to go on.
 SHORT_QUERY_CHARS = 3
+# Trigrams stand in for full text only for short queries (a typo in a word or two); a long query
+# that full text cannot match would make trigram matching read most of the index.
+TRIGRAM_MAX_WORDS = 3
 
 
 @dataclass(frozen=True)
@@ -79,21 +82,23 @@ async def semantic(
     """Top `limit` documents by cosine similarity of their vector from `model`.
 
     Iterative index scans keep reading the HNSW index until enough rows pass the filters, so a
-    selective filter does not starve the result.
+    selective filter does not starve the result. The join asks only for the document's id (an
+    index lookup per candidate); a vector of an older text of its document (an edit the embed
+    service has not reached yet) is dropped after the scan.
     """
-    await db.execute(f"SET LOCAL hnsw.ef_search = {int(ef_search)}")
-    await db.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+    # One round trip for both settings; they last until the transaction ends.
+    await db.execute(f"SET LOCAL hnsw.ef_search = {int(ef_search)}; SET LOCAL hnsw.iterative_scan = relaxed_order")
     where, values = filters.where(4)
     rows = await db.fetch(
         f"""
         WITH nearest AS MATERIALIZED (
-            SELECT {RESULT_COLUMNS}, e.embedding <=> $1 AS distance
+            SELECT {RESULT_COLUMNS}, e.embedding <=> $1 AS distance, e.content_hash = d.content_hash AS current
             FROM document_embeddings e JOIN documents d ON d.id = e.document_id
-            WHERE e.model = $2 AND e.content_hash = d.content_hash AND {where}
+            WHERE e.model = $2 AND {where}
             ORDER BY e.embedding <=> $1
             LIMIT $3
         )
-        SELECT * FROM nearest ORDER BY distance, id
+        SELECT * FROM nearest WHERE current ORDER BY distance, id
         """,
         vector,
         model,
@@ -110,28 +115,29 @@ async def semantic(
 
 async def keyword(db: asyncpg.Connection, query: str, filters: Filters, limit: int) -> list[Hit]:
     """Full-text matches ranked by ts_rank_cd; trigram similarity when the query is very short or
-    full text finds nothing (a typo, a word cut short)."""
+    full text finds nothing (a typo, a word cut short). Matches come from the index functions of
+    migration 0004 and are joined back to `documents` under row-level security."""
     where, values = filters.where(3)
     rows: list[asyncpg.Record] = []
     if len(query.strip()) >= SHORT_QUERY_CHARS:
         rows = await db.fetch(
             f"""
-            SELECT {RESULT_COLUMNS}, ts_rank_cd(d.search_tsv, q.query) AS rank
-            FROM documents d, websearch_to_tsquery('english', $1) AS q(query)
-            WHERE d.search_tsv @@ q.query AND {where}
-            ORDER BY rank DESC, d.id
+            SELECT {RESULT_COLUMNS}, m.rank
+            FROM chorus_fulltext_matches(websearch_to_tsquery('english', $1)) m JOIN documents d ON d.id = m.document_id
+            WHERE {where}
+            ORDER BY m.rank DESC, d.id
             LIMIT $2
             """,
             query,
             limit,
             *values,
         )
-    if not rows:
+    if not rows and len(query.split()) <= TRIGRAM_MAX_WORDS:
         rows = await db.fetch(
             f"""
-            SELECT {RESULT_COLUMNS}, word_similarity($1, d.text) AS rank
-            FROM documents d
-            WHERE $1 <% d.text AND {where}
+            SELECT {RESULT_COLUMNS}, m.similarity AS rank
+            FROM chorus_trigram_matches($1) m JOIN documents d ON d.id = m.document_id
+            WHERE {where}
             ORDER BY rank DESC, d.id
             LIMIT $2
             """,
@@ -155,15 +161,15 @@ def fuse(semantic_hits: list[Hit], keyword_hits: list[Hit], k: int, limit: int) 
 
 async def snippets(db: asyncpg.Connection, ids: list[UUID], query: str | None) -> dict[UUID, str]:
     """A highlighted passage of each document for `query` (<mark> around matches), or its start."""
-    if not ids:
+    if not ids or query is None:
         return {}
     rows = await db.fetch(
         """
-        SELECT d.id, CASE WHEN $2::text IS NULL OR numnode(q.query) = 0 THEN left(d.text, 200)
+        SELECT d.id, CASE WHEN numnode(q.query) = 0 THEN left(d.text, 200)
                ELSE ts_headline('english', d.text, q.query,
                                 'StartSel=<mark>, StopSel=</mark>, MaxWords=30, MinWords=10, MaxFragments=2')
                END AS snippet
-        FROM documents d, websearch_to_tsquery('english', coalesce($2::text, '')) AS q(query)
+        FROM documents d, websearch_to_tsquery('english', $2) AS q(query)
         WHERE d.id = ANY($1::uuid[])
         """,
         ids,

@@ -48,6 +48,9 @@ class StackSettings:
 
     home: str = setting("CHORUS_HOME", ".chorus", "Folder of the embedded stack's data, logs and pid files.")
     postgres_port: int = setting("CHORUS_POSTGRES_PORT", 5432, "Port of the embedded Postgres.")
+    postgres_shared_buffers: str = setting(
+        "CHORUS_POSTGRES_SHARED_BUFFERS", "1GB", "Shared buffers of the embedded Postgres (its vector index's cache)."
+    )
     kafka_port: int = setting("CHORUS_KAFKA_PORT", 9092, "Port of the embedded Kafka broker.")
     kafka_controller_port: int = setting(
         "CHORUS_KAFKA_CONTROLLER_PORT",
@@ -72,7 +75,9 @@ class LocalStack:
         self.environ = dict(os.environ if environ is None else environ)
         self.settings = load(StackSettings, self.environ)
         self.home = Path(self.settings.home).resolve()
-        self.postgres = EmbeddedPostgres(self.home / "postgres" / "data", self.settings.postgres_port)
+        self.postgres = EmbeddedPostgres(
+            self.home / "postgres" / "data", self.settings.postgres_port, self.settings.postgres_shared_buffers
+        )
         self.broker = KafkaBroker(
             self.home / "kafka",
             self.settings.kafka_port,

@@ -34,6 +34,8 @@ class EmbeddedPostgres:
 
     data_dir: Path
     port: int
+    # The HNSW index of 100,000 384-d vectors is about 200 MB: it should stay in memory.
+    shared_buffers: str = "1GB"
 
     @property
     def log_path(self) -> Path:
@@ -56,7 +58,7 @@ class EmbeddedPostgres:
                 "-l",
                 str(self.log_path),
                 "-o",
-                f"-h 127.0.0.1 -p {self.port} -k {self.data_dir}",
+                f"-h 127.0.0.1 -p {self.port} -k {self.data_dir} -c shared_buffers={self.shared_buffers}",
                 "start",
             ],
             failure="Postgres did not start",
