@@ -187,8 +187,14 @@ async def list_clusters(
         return ClustersResponse(clusters=await store.list_clusters(db, creator_id, status, min_size, limit))
 
 
+def _answers(**descriptions: str) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI responses beyond 200, 400 and 401: `not_found="..."`, `conflict="..."`."""
+    codes = {"not_found": 404, "conflict": 409}
+    return {codes[name]: {"model": Problem, "description": text} for name, text in descriptions.items()}
+
+
 @router.get("/clusters/{cluster_id}", response_model=ClusterDetail, summary="A cluster and its messages",
-            responses={404: {"model": Problem, "description": "No such cluster."}})  # fmt: skip
+            responses=_answers(not_found="No such cluster."))  # fmt: skip
 async def get_cluster(request: Request, tenant_id: Tenant, cluster_id: UUID) -> ClusterDetail:
     async with tenant_transaction(_resources(request).pool, tenant_id) as db:
         summary = await store.cluster_summary(db, cluster_id)
@@ -201,8 +207,7 @@ async def get_cluster(request: Request, tenant_id: Tenant, cluster_id: UUID) -> 
     "/clusters/{cluster_id}/action",
     response_model=ActionResponse,
     summary="Answer every channel of a cluster with one reply",
-    responses={404: {"model": Problem, "description": "No such cluster."},
-               409: {"model": Problem, "description": "The cluster was actioned before."}},
+    responses=_answers(not_found="No such cluster.", conflict="The cluster was actioned before."),
 )  # fmt: skip
 async def action_cluster(request: Request, tenant_id: Tenant, cluster_id: UUID, body: ActionRequest) -> ActionResponse:
     resources = _resources(request)
@@ -220,7 +225,7 @@ async def action_cluster(request: Request, tenant_id: Tenant, cluster_id: UUID, 
 
 
 @router.get("/conversations/{conversation_id}", response_model=Conversation, summary="A Tavus conversation",
-            responses={404: {"model": Problem, "description": "No such conversation."}})  # fmt: skip
+            responses=_answers(not_found="No such conversation."))  # fmt: skip
 async def get_conversation(request: Request, tenant_id: Tenant, conversation_id: str) -> Conversation:
     async with tenant_transaction(_resources(request).pool, tenant_id) as db:
         found = await store.conversation(db, conversation_id)
