@@ -35,10 +35,14 @@ status: install ## Show which parts of the embedded stack run
 	$(BIN)/chorus status
 
 .PHONY: system-deps
-system-deps: ## Install the Debian tools the tests use when they are missing (docker-compose)
+system-deps: ## Install the Debian tools the tests use when they are missing (docker-compose, prometheus)
 	@command -v docker-compose >/dev/null || { \
 		echo "installing Debian's docker-compose (validates the compose file without an engine)"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null; }
+	@command -v prometheus >/dev/null || { \
+		echo "installing Debian's prometheus (evaluates the dashboard and alert queries)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+			prometheus >/dev/null; }
 
 .PHONY: lint
 lint: install ## ruff: lint and format check

@@ -91,6 +91,8 @@ def _up(args: argparse.Namespace) -> int:
     for service in ("embed", "cluster"):
         print(f"  {service:<8} http://127.0.0.1:{stack.service_port(service)}/metrics")
     print(f"  kafka    {values['CHORUS_KAFKA_BOOTSTRAP']}")
+    if "CHORUS_PROMETHEUS_URL" in values:
+        print(f"  prometheus {values['CHORUS_PROMETHEUS_URL']}   (alerts: deploy/prometheus/alerts.yml)")
     print(f"  logs     {stack.home / 'logs'}")
     print(f"  env      {stack.home / 'demo.env'}")
     print(f"Demo tenant {values['CHORUS_DEMO_TENANT']}, API key:")

@@ -27,6 +27,9 @@ from shared.stack.broker import KafkaBroker
 from shared.stack.postgres import EmbeddedPostgres
 from shared.stack.processes import free_port
 
+# `stack_env` and the rest of tests/stack.py, for the tests that run `chorus up` itself.
+pytest_plugins = ["tests.stack"]
+
 SERVICE_USER = "chorus_test_app"
 SERVICE_PASSWORD = "chorus_test_app"
 

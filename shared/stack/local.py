@@ -27,7 +27,8 @@ from shared.settings import load, setting
 from shared.stack.broker import KafkaBroker
 from shared.stack.demo import load_demo_data
 from shared.stack.postgres import EmbeddedPostgres
-from shared.stack.processes import StackError, require_free_port, running_pid, spawn, stop
+from shared.stack.processes import StackError, port_is_free, require_free_port, running_pid, spawn, stop
+from shared.stack.prometheus import LocalPrometheus, prometheus_binary
 
 # The launcher knows the services; the services know nothing of it.
 SERVICE_SETTINGS: dict[str, Any] = {
@@ -59,6 +60,12 @@ class StackSettings:
     )
     topic_partitions: int = setting("CHORUS_TOPIC_PARTITIONS", 6, "Partitions of each topic created at start.")
     embedding_dim: int = setting("CHORUS_EMBEDDING_DIM", 384, "Dimension of the vector columns the migrations create.")
+    prometheus: str = setting(
+        "CHORUS_PROMETHEUS",
+        "auto",
+        "Whether `chorus up` starts Prometheus: auto (when the machine has the prometheus command) or off.",
+    )
+    prometheus_port: int = setting("CHORUS_PROMETHEUS_PORT", 9090, "Port of the Prometheus that `chorus up` starts.")
     demo_data: bool = setting("CHORUS_DEMO_DATA", True, "Whether `chorus up` sends the demo data through ingest.")
     admin_database_url: str = setting(
         "CHORUS_ADMIN_DATABASE_URL",
@@ -83,6 +90,11 @@ class LocalStack:
             self.settings.kafka_port,
             self.settings.kafka_controller_port,
             partitions=self.settings.topic_partitions,
+        )
+        self.prometheus = LocalPrometheus(
+            self.home / "prometheus",
+            self.settings.prometheus_port,
+            {service: self.service_port(service) for service in SERVICES},
         )
         self.external_database = "CHORUS_DATABASE_URL" in self.environ
         self.external_kafka = "CHORUS_KAFKA_BOOTSTRAP" in self.environ
@@ -148,6 +160,11 @@ class LocalStack:
             self._start_service(service)
         demo = asyncio.run(self._demo_credentials())
         self._wait_ready(timeout=120.0)
+        binary = prometheus_binary()
+        # Optional: without the command, or with its port taken (another Prometheus), the stack runs without it.
+        if self.settings.prometheus != "off" and binary is not None and port_is_free(self.prometheus.port):
+            self.prometheus.start(binary)
+            demo["CHORUS_PROMETHEUS_URL"] = self.prometheus.url
         self._write_env(demo)
         if self.settings.demo_data:
             loaded = load_demo_data(demo)
@@ -157,7 +174,8 @@ class LocalStack:
 
     def down(self) -> list[str]:
         """Stop everything `up` started; returns the names of what was running."""
-        stopped = [service for service in reversed(SERVICES) if stop(self._pid_path(service))]
+        stopped = ["prometheus"] if self.prometheus.stop() else []
+        stopped += [service for service in reversed(SERVICES) if stop(self._pid_path(service))]
         if self.broker.stop():
             stopped.append("kafka")
         if self.postgres.stop():
@@ -168,6 +186,8 @@ class LocalStack:
         running = {service: running_pid(self._pid_path(service)) is not None for service in SERVICES}
         running["kafka"] = running_pid(self.broker.pid_path) is not None
         running["postgres"] = self.postgres.running_pid() is not None
+        if running_pid(self.prometheus.pid_path) is not None:
+            running["prometheus"] = True
         return running
 
     def _pid_path(self, service: str) -> Path:

@@ -1,49 +1,18 @@
 """`chorus up` and `chorus down` as a person runs them, on ports and a folder of the test's own."""
 
-import os
 import socket
-import subprocess
 import sys
 from pathlib import Path
 
 import httpx
-import pytest
 
 from shared.stack.local import read_env_file
-from shared.stack.processes import free_port, pid_alive
-from tests.conftest import REPO_ROOT
-
-
-def _chorus(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "shared.cli", *args],
-        env=env,
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-
-
-@pytest.fixture
-def stack_env(tmp_path: Path) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("CHORUS_")}
-    env.update(
-        {
-            "CHORUS_HOME": str(tmp_path / "home"),
-            "CHORUS_POSTGRES_PORT": str(free_port()),
-            "CHORUS_KAFKA_PORT": str(free_port()),
-            "CHORUS_KAFKA_CONTROLLER_PORT": str(free_port()),
-            "CHORUS_TOPIC_PARTITIONS": "2",
-            **{f"CHORUS_{name}_PORT": str(free_port()) for name in ("SEARCH", "INGEST", "EMBED", "CLUSTER")},
-        }
-    )
-    return env
+from shared.stack.processes import pid_alive
+from tests.stack import run_chorus
 
 
 def _recorded_pids(home: Path) -> list[int]:
-    paths = [*(home / "run").glob("*.pid"), home / "kafka" / "kafka.pid"]
+    paths = [*(home / "run").glob("*.pid"), home / "kafka" / "kafka.pid", home / "prometheus" / "prometheus.pid"]
     pids = [int(path.read_text()) for path in paths if path.exists()]
     postmaster = home / "postgres" / "data" / "postmaster.pid"
     if postmaster.exists():
@@ -54,10 +23,10 @@ def _recorded_pids(home: Path) -> list[int]:
 def test_up_serves_every_service_and_down_leaves_nothing_running(stack_env: dict[str, str]) -> None:
     home = Path(stack_env["CHORUS_HOME"])
     try:
-        first = _chorus("up", env=stack_env)
+        first = run_chorus("up", env=stack_env)
         assert first.returncode == 0, first.stderr
         demo = read_env_file(home / "demo.env")
-        assert set(demo) == {
+        assert set(demo) - {"CHORUS_PROMETHEUS_URL"} == {
             "CHORUS_SEARCH_URL",
             "CHORUS_INGEST_URL",
             "CHORUS_DEMO_TENANT",
@@ -73,25 +42,26 @@ def test_up_serves_every_service_and_down_leaves_nothing_running(stack_env: dict
             ready = httpx.get(f"http://127.0.0.1:{stack_env[f'CHORUS_{name}_PORT']}/readyz", timeout=5)
             assert ready.status_code == 200, name
         pids = _recorded_pids(home)
-        assert len(pids) == 6
+        # Four services, Kafka and Postgres; and Prometheus where the machine has it (`make test` installs it).
+        assert len(pids) == 6 + ("CHORUS_PROMETHEUS_URL" in demo)
 
-        again = _chorus("up", env=stack_env)
+        again = run_chorus("up", env=stack_env)
         assert again.returncode == 0, again.stderr
         assert read_env_file(home / "demo.env") == demo
         assert _recorded_pids(home) == pids
-        assert _chorus("status", env=stack_env).returncode == 0
+        assert run_chorus("status", env=stack_env).returncode == 0
     finally:
-        down = _chorus("down", env=stack_env)
+        down = run_chorus("down", env=stack_env)
     assert down.returncode == 0, down.stderr
     assert [pid for pid in pids if pid_alive(pid)] == []
-    assert _chorus("status", env=stack_env).returncode == 3
+    assert run_chorus("status", env=stack_env).returncode == 3
 
 
 def test_a_taken_port_is_named_with_its_fix(stack_env: dict[str, str]) -> None:
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", int(stack_env["CHORUS_SEARCH_PORT"])))
         squatter.listen()
-        result = _chorus("up", env=stack_env)
+        result = run_chorus("up", env=stack_env)
     assert result.returncode == 1
     port = stack_env["CHORUS_SEARCH_PORT"]
     assert result.stderr.strip() == (
@@ -106,10 +76,10 @@ def test_a_missing_jdk_is_named_with_its_fix(stack_env: dict[str, str], tmp_path
     bin_dir.mkdir()
     (bin_dir / "python").symlink_to(sys.executable)
     try:
-        result = _chorus("up", env={**stack_env, "PATH": str(bin_dir)})
+        result = run_chorus("up", env={**stack_env, "PATH": str(bin_dir)})
     finally:
         # Postgres started before the broker failed; stop it whatever the assertions say.
-        stopped = _chorus("down", env=stack_env)
+        stopped = run_chorus("down", env=stack_env)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == (
         "chorus: `java` was not found on PATH; the Kafka broker needs a JDK 17 "
