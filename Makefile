@@ -57,6 +57,10 @@ typecheck: install ## mypy --strict over shared/ and services/
 test: install system-deps lint typecheck ## Lint, type-check and run the whole suite against real Kafka and Postgres
 	$(BIN)/pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
+.PHONY: test-chaos
+test-chaos: install ## The chaos run: 20,000 events through kills and restarts (2,000 run inside `make test`)
+	CHORUS_CHAOS_EVENTS=20000 $(BIN)/pytest -q -s -p no:cacheprovider tests/chaos
+
 .PHONY: format
 format: install ## Rewrite the code in ruff's format
 	$(BIN)/ruff check --fix .
