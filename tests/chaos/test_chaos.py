@@ -1,18 +1,25 @@
-"""Exactly once under SIGKILL and restarts (2,000 events in `make test`; `make test-chaos` sends 20,000)."""
+"""Exactly once under SIGKILL, restarts and provider faults (`make test` runs 2,000 events; `make
+test-chaos` 20,000). Each run sends the same events, in the same order, to a second tenant with
+nothing disturbed, and its clusters must come out the same."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+import pytest
 
 from shared.stack.local import LocalStack
 from shared.stack.processes import free_port
 from tests.chaos.harness import (
     Chaos,
     Sender,
+    Stored,
     create_tenant,
     dead_letters,
     make_events,
@@ -20,58 +27,106 @@ from tests.chaos.harness import (
     stack_environment,
     summary,
 )
+from tests.fake_openai import FakeOpenAI
 
 PORTS = ("postgres", "kafka", "kafka_controller", "search", "ingest", "embed", "cluster")
+EVENTS = int(os.environ.get("CHORUS_CHAOS_EVENTS", "2000"))
 
 
-def test_every_accepted_event_is_stored_once_through_kills_and_restarts(tmp_path: Path) -> None:
-    count = int(os.environ.get("CHORUS_CHAOS_EVENTS", "2000"))
-    stack = LocalStack(stack_environment(tmp_path / "home", {name: free_port() for name in PORTS}))
+@pytest.fixture
+def fake_openai() -> Iterator[FakeOpenAI]:
+    with FakeOpenAI() as server:
+        yield server
+
+
+def _stack(tmp_path: Path, **settings: str) -> LocalStack:
+    return LocalStack({**stack_environment(tmp_path / "home", {name: free_port() for name in PORTS}), **settings})
+
+
+def _run(
+    stack: LocalStack, count: int, disturb: Callable[[Sender, threading.Thread], list[tuple[str, object]]]
+) -> None:
+    """Stream `count` events while `disturb` runs, then check the end state against a clean run."""
     try:
         stack.up()
         chaotic = asyncio.run(create_tenant(stack, "chaos"))
         clean = asyncio.run(create_tenant(stack, "clean"))
         events, expected = make_events(count, seed=20261122)
-        demo = stack.service_port("ingest")
-        sender = Sender(f"http://127.0.0.1:{demo}", chaotic)
+        ingest = f"http://127.0.0.1:{stack.service_port('ingest')}"
+        sender = Sender(ingest, chaotic)
         sending = threading.Thread(target=sender.send_all, args=(events,))
         started = time.monotonic()
         sending.start()
-        chaos = Chaos(stack, seed=7)
-        chaos.run(sender, count, sending)
+        disturbances = disturb(sender, sending)
         sending.join()
         sent_seconds = time.monotonic() - started
-        found = asyncio.run(settled(stack, chaotic.id, expected, within=300))
-
-        # The same events in the same order to a second tenant, with nothing killed.
-        Sender(f"http://127.0.0.1:{demo}", clean).send_all(events)
-        reference = asyncio.run(settled(stack, clean.id, expected, within=300))
+        found = asyncio.run(settled(stack, chaotic.id, expected, within=600))
+        Sender(ingest, clean).send_all(events)
+        reference = asyncio.run(settled(stack, clean.id, expected, within=600))
         letters = asyncio.run(dead_letters(stack))
     finally:
         stack.down()
-
-    lost = (len(expected.messages - set(found.messages)) + len(expected.raw_events - set(found.raw_events))
-            + len(expected.transcript_turns - set(found.transcript_turns)))  # fmt: skip
-    duplicated = (sum(n - 1 for n in found.messages.values()) + sum(n - 1 for n in found.raw_events.values())
-                  + sum(n - 1 for n in found.transcript_turns.values()))  # fmt: skip
+    lost, duplicated = _lost_and_duplicated(found, expected)
     print("\n" + summary([
-        ("events sent (attempts)", f"{count} ({sender.attempts})"),
+        ("events sent (requests, retries included)", f"{count} ({sender.attempts})"),
         ("events accepted", sender.accepted),
         ("stored: messages, raw events, Tavus callbacks, transcript turns",
          f"{len(found.messages)}, {len(found.raw_events)}, {found.tavus_callbacks}, {len(found.transcript_turns)}"),
-        ("documents (all with vectors)", f"{found.documents} ({found.documents_without_vector} without)"),
-        ("lost", lost),
-        ("duplicated", duplicated),
-        ("SIGKILLs", ", ".join(chaos.kills)),
-        ("restarts with recovery seconds", ", ".join(f"{k} {v:.1f}" for k, v in chaos.recoveries.items())),
-        ("clusters (chaos run / clean run)", f"{len(found.clusters)} / {len(reference.clusters)}"),
-        ("dead letters", letters),
-        ("sending took", f"{sent_seconds:.1f} s"),
+        ("documents (without a vector)", f"{found.documents} ({found.documents_without_vector})"),
+        ("lost", lost), ("duplicated", duplicated), *disturbances,
+        ("clusters (this run / clean run)", f"{len(found.clusters)} / {len(reference.clusters)}"),
+        ("dead letters", letters), ("sending took", f"{sent_seconds:.1f} s"),
     ]))  # fmt: skip
     assert sender.accepted == count
-    assert lost == 0 and duplicated == 0
+    assert (lost, duplicated) == (0, 0)
     assert found.tavus_callbacks == expected.tavus_callbacks
     assert found.documents_without_vector == 0
-    assert len(chaos.kills) >= 3 and set(chaos.recoveries) == {"kafka", "postgres"}
     assert found.clusters == reference.clusters
     assert letters == 0
+
+
+def _lost_and_duplicated(found: Stored, expected: object) -> tuple[int, int]:
+    messages, raw, turns = expected.messages, expected.raw_events, expected.transcript_turns  # type: ignore[attr-defined]
+    lost = (
+        len(messages - set(found.messages))
+        + len(raw - set(found.raw_events))
+        + len(turns - set(found.transcript_turns))
+    )
+    duplicated = sum(n - 1 for counts in (found.messages, found.raw_events, found.transcript_turns)
+                     for n in counts.values())  # fmt: skip
+    return lost, duplicated
+
+
+def test_every_accepted_event_is_stored_once_through_kills_and_restarts(tmp_path: Path) -> None:
+    stack = _stack(tmp_path)
+    chaos = Chaos(stack, seed=7)
+
+    def disturb(sender: Sender, sending: threading.Thread) -> list[tuple[str, object]]:
+        chaos.run(sender, EVENTS, sending)
+        assert len(chaos.kills) >= 3 and set(chaos.recoveries) == {"kafka", "postgres"}
+        return [("SIGKILLs", ", ".join(chaos.kills)),
+                ("restarts, seconds until every service was ready again",
+                 ", ".join(f"{part} {seconds:.1f}" for part, seconds in chaos.recoveries.items()))]  # fmt: skip
+
+    _run(stack, EVENTS, disturb)
+
+
+def test_a_flapping_provider_delays_the_stream_but_loses_nothing(tmp_path: Path, fake_openai: FakeOpenAI) -> None:
+    stack = _stack(tmp_path, CHORUS_EMBEDDING_PROVIDER="openai", CHORUS_OPENAI_BASE_URL=fake_openai.base_url,
+                   CHORUS_OPENAI_API_KEY="chaos-key", CHORUS_OPENAI_TIMEOUT_SECONDS="1",
+                   CHORUS_EMBED_BACKOFF_SECONDS="0.05", CHORUS_EMBED_BACKOFF_CAP_SECONDS="1",
+                   CHORUS_EMBED_MAX_ATTEMPTS="1000")  # fmt: skip
+
+    def disturb(sender: Sender, sending: threading.Thread) -> list[tuple[str, object]]:
+        modes = itertools.cycle(["429", "ok", "500", "ok", "hang", "ok"])
+        flips = 0
+        while sending.is_alive():
+            fake_openai.always = next(modes)
+            flips += 1
+            time.sleep(1.0)
+        fake_openai.always = "ok"
+        answers = {code: fake_openai.answers.count(code) for code in (200, 429, 500)}
+        assert answers[429] and answers[500], answers
+        return [("provider modes flipped", flips), ("provider answers 200/429/500", answers)]
+
+    _run(stack, EVENTS // 2, disturb)
