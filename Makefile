@@ -86,5 +86,14 @@ bench-cluster: bench-deps ## Online clustering ARI and V-measure against an offl
 bench-search: bench-deps ## Search latency (raw SQL and HTTP), recall@10 and QPS over 100K documents (needs `make up`)
 	$(BIN)/python -m bench.search
 
+.PHONY: bench-freshness
+bench-freshness: bench-deps ## Publish -> searchable p50/p99 at 100 events/s for 60 s (needs `make up`)
+	$(BIN)/python -m bench.freshness
+
 .PHONY: bench
-bench: bench-ingest bench-embed bench-cluster bench-search ## Every benchmark; results in .chorus/bench/
+bench: bench-fresh-start bench-ingest bench-embed bench-cluster bench-search bench-freshness ## Every benchmark; one table and .chorus/bench/results.json
+	$(BIN)/python -m bench.summary
+
+.PHONY: bench-fresh-start
+bench-fresh-start:
+	rm -f .chorus/bench/*.json

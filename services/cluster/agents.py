@@ -131,15 +131,16 @@ class Clusterer:
         one makes second best; each member of the changed cluster and its nearest open clusters
         moves when its average similarity to another of them is at or above the threshold and
         higher than to its own cluster's other members (docs/cluster.md has the measurements).
+        Members of clusters larger than `rehome_most_members` stay (one message hardly changes
+        where they belong), which bounds the work per message.
         """
-        members = await store.neighbourhood(db, creator_id, cluster_id, self.settings.rehome_clusters)
-        sums: dict[UUID, np.ndarray] = {}
-        counts: dict[UUID, int] = {}
-        for member in members:
-            sums[member.cluster_id] = sums.get(member.cluster_id, 0) + member.vector
-            counts[member.cluster_id] = counts.get(member.cluster_id, 0) + 1
+        near = await store.neighbourhood(
+            db, creator_id, cluster_id, self.settings.rehome_clusters, self.settings.rehome_most_members
+        )
+        sums = {cluster: total for cluster, total, _ in near.clusters}
+        counts = {cluster: size for cluster, _, size in near.clusters}
         moved: set[UUID] = set()
-        for member in members:
+        for member in near.members:
             own = member.cluster_id
             own_similarity = (
                 float((sums[own] - member.vector) @ member.vector) / (counts[own] - 1) if counts[own] > 1 else -1.0

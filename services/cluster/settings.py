@@ -20,3 +20,6 @@ class ClusterSettings(CommonSettings):
         6,
         "Open clusters (the changed one and its nearest) whose members may move after each assignment.",
     )
+    rehome_most_members: int = setting(
+        "CHORUS_CLUSTER_REHOME_MOST_MEMBERS", 100, "Clusters larger than this keep their members when re-homing."
+    )

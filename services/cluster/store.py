@@ -154,26 +154,43 @@ class Member:
     vector: np.ndarray
 
 
-async def neighbourhood(db: asyncpg.Connection, creator_id: str, cluster_id: UUID, clusters: int) -> list[Member]:
-    """The members of `cluster_id` and of the creator's `clusters - 1` open clusters nearest to it."""
+@dataclass(frozen=True)
+class Neighbourhood:
+    """Nearby open clusters as (id, sum of member vectors, size), and the members of the small ones."""
+
+    clusters: list[tuple[UUID, np.ndarray, int]]
+    members: list[Member]
+
+
+async def neighbourhood(
+    db: asyncpg.Connection, creator_id: str, cluster_id: UUID, clusters: int, most_members: int
+) -> Neighbourhood:
+    """`cluster_id` and the creator's `clusters - 1` open clusters nearest to it; members are read
+    only from those of at most `most_members`, so the work per message stays bounded."""
     centroid = await db.fetchval("SELECT centroid FROM clusters WHERE id = $1", cluster_id)
     if centroid is None:
-        return []
-    rows = await db.fetch(
-        """
-        WITH near AS (
-            SELECT id FROM clusters WHERE creator_id = $1 AND status = 'open'
-            ORDER BY centroid <#> $2, id LIMIT $3
-        )
-        SELECT m.message_id, m.cluster_id, m.embedding
-        FROM cluster_members m JOIN near ON near.id = m.cluster_id JOIN streamchat_messages s ON s.id = m.message_id
-        ORDER BY m.message_created_at, s.message_id
-        """,
+        return Neighbourhood([], [])
+    near = await db.fetch(
+        "SELECT id, centroid, size FROM clusters WHERE creator_id = $1 AND status = 'open' "
+        "ORDER BY centroid <#> $2, id LIMIT $3",
         creator_id,
         centroid,
         clusters,
     )
-    return [Member(row["message_id"], row["cluster_id"], row["embedding"].to_numpy()) for row in rows]
+    small = [row["id"] for row in near if row["size"] <= most_members]
+    rows = await db.fetch(
+        """
+        SELECT m.message_id, m.cluster_id, m.embedding
+        FROM cluster_members m JOIN streamchat_messages s ON s.id = m.message_id
+        WHERE m.cluster_id = ANY($1::uuid[])
+        ORDER BY m.message_created_at, s.message_id
+        """,
+        small,
+    )
+    return Neighbourhood(
+        [(row["id"], row["centroid"].to_numpy() * row["size"], row["size"]) for row in near],
+        [Member(row["message_id"], row["cluster_id"], row["embedding"].to_numpy()) for row in rows],
+    )
 
 
 async def move_member(db: asyncpg.Connection, message_id: UUID, cluster_id: UUID, similarity: float) -> None:
