@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -74,3 +75,19 @@ async def broker_answers(bootstrap: str, within: float = 3.0) -> bool:
         return False
     finally:
         await admin.close()
+
+
+# The ingest correlation id of what a record carries, on every record from ingest to chorus.embedded.
+CORRELATION_HEADER = "chorus-correlation-id"
+Headers = list[tuple[str, bytes]]
+
+
+def correlation_headers(correlation_id: str | None) -> Headers:
+    return [] if not correlation_id else [(CORRELATION_HEADER, correlation_id.encode())]
+
+
+def correlation_of(headers: Sequence[tuple[str, bytes]] | None) -> str | None:
+    for name, value in headers or ():
+        if name == CORRELATION_HEADER:
+            return value.decode("utf-8", "replace")
+    return None

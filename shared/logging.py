@@ -6,7 +6,26 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
+
+# Fields every log line written while they are bound carries: the correlation id of the record
+# being processed, its topic and offset (set by shared/stream.py), the tenant.
+_BOUND: ContextVar[tuple[tuple[str, Any], ...]] = ContextVar("chorus_log_fields", default=())
+
+
+@contextmanager
+def bound(**fields: Any) -> Iterator[None]:
+    """Add `fields` to every log line written inside the block (in this task or thread only)."""
+    merged = {**dict(_BOUND.get()), **{key: value for key, value in fields.items() if value is not None}}
+    token = _BOUND.set(tuple(merged.items()))
+    try:
+        yield
+    finally:
+        _BOUND.reset(token)
+
 
 # Attributes every LogRecord has; anything else was passed through `extra=` and is logged too.
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
@@ -31,6 +50,7 @@ class JsonFormatter(logging.Formatter):
             "service": self.service,
             "logger": record.name,
             "message": record.getMessage(),
+            **dict(_BOUND.get()),
         }
         for key, value in vars(record).items():
             if key not in _STANDARD and not key.startswith("_"):

@@ -14,7 +14,8 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
-from shared.kafka import create_consumer
+from shared.kafka import correlation_of, create_consumer
+from shared.logging import bound
 from shared.metrics import CONSUMER_LAG, DEAD_LETTERS, PROCESSING_ERRORS, RECORDS_PROCESSED
 from shared.records import DeadLetter, utcnow
 
@@ -95,7 +96,8 @@ async def _consume(agent: Agent, bootstrap: str, producer: AIOKafkaProducer) -> 
             else:
                 assert agent.handle is not None
                 for record in records:
-                    acknowledgements += await _attempt(agent, producer, [record], partial(agent.handle, record))
+                    with bound(correlation_id=correlation_of(record.headers), topic=record.topic, offset=record.offset):
+                        acknowledgements += await _attempt(agent, producer, [record], partial(agent.handle, record))
             await asyncio.gather(*acknowledgements)
             # Committed only now: every record up to here is durably processed or dead-lettered.
             await consumer.commit({partition: taken[-1].offset + 1 for partition, taken in batches.items()})

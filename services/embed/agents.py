@@ -32,6 +32,7 @@ from services.embed.settings import EmbedSettings
 from shared import topics
 from shared.db import set_tenant, tenant_transaction
 from shared.embedding import EmbeddingProvider, ProviderError
+from shared.kafka import correlation_headers
 from shared.records import Document, DocumentFields, EmbeddedDocument, utcnow
 from shared.stream import Agent, KafkaRecord, send_dead_letter
 
@@ -200,7 +201,10 @@ class Embedder:
                 model=self.provider.model if item.vector is not None else None,
                 vector_b64=EmbeddedDocument.encode_vector(item.vector) if item.vector is not None else None,
             )
-            acknowledgements.append(await self.producer.send(self.output, embedded.to_bytes(), key=item.record.key))
+            acknowledgements.append(await self.producer.send(
+                self.output, embedded.to_bytes(), key=item.record.key,
+                headers=correlation_headers(document.correlation_id),
+            ))  # fmt: skip
         return acknowledgements
 
 

@@ -20,6 +20,7 @@ from services.ingest.tavus import SPOKEN_ROLES, Callback, parse_callback
 from shared import topics
 from shared.db import tenant_transaction
 from shared.hashing import normalize_text, text_hash
+from shared.kafka import correlation_headers
 from shared.records import Document, EventEnvelope, RawStreamChatDelivery, RawTavusDelivery, utcnow
 from shared.stream import Agent, InvalidRecord, KafkaRecord
 from shared.tenants import resolve_tenant
@@ -276,7 +277,8 @@ class Normalizer:
         for emission in emissions:
             document = _document_record(emission, received_at, correlation_id)
             key = f"{document.tenant_id}:{document.creator_id or document.conversation_id or document.external_id}"
-            pending.append(await self.producer.send(topic, document.to_bytes(), key=key.encode()))
+            pending.append(await self.producer.send(topic, document.to_bytes(), key=key.encode(),
+                                                    headers=correlation_headers(correlation_id)))  # fmt: skip
             DOCUMENTS_EMITTED.labels(document.source, document.action).inc()
         return pending
 

@@ -19,6 +19,7 @@ from services.ingest.streamchat import MESSAGE_EVENTS, creator_key, event_type, 
 from services.ingest.tavus import parse_callback
 from shared import tenants, topics
 from shared.hashing import sha256
+from shared.kafka import correlation_headers
 from shared.records import EventEnvelope, RawStreamChatDelivery, RawTavusDelivery, utcnow
 from shared.service import Resources
 from shared.stream import InvalidRecord
@@ -74,7 +75,7 @@ async def receive_streamchat(request: Request) -> JSONResponse:
         correlation_id=correlation_id,
         body=payload,
     )
-    await _produce(resources, topics.RAW_STREAMCHAT, key, delivery.to_bytes())
+    await _produce(resources, topics.RAW_STREAMCHAT, key, delivery.to_bytes(), correlation_id)
     EVENTS_ACCEPTED.labels("streamchat").inc()
     kind = event_type(payload)
     return _accepted({"accepted": 1, "event_type": kind, "stored": kind in MESSAGE_EVENTS}, correlation_id, 200)
@@ -95,7 +96,7 @@ async def receive_tavus(request: Request) -> JSONResponse:
         raise RequestProblem(400, str(error)) from None
     correlation_id = _correlation_id(request)
     delivery = RawTavusDelivery(tenant_id=tenant_id, received_at=utcnow(), correlation_id=correlation_id, body=payload)
-    await _produce(resources, topics.RAW_TAVUS, callback.conversation_id, delivery.to_bytes())
+    await _produce(resources, topics.RAW_TAVUS, callback.conversation_id, delivery.to_bytes(), correlation_id)
     EVENTS_ACCEPTED.labels("tavus").inc()
     return _accepted({"accepted": 1, "event_type": callback.event_type}, correlation_id, 200)
 
@@ -137,6 +138,7 @@ async def receive_events(request: Request) -> JSONResponse:
         resources,
         topics.RAW_EVENTS,
         [(f"{tenant_id}:{envelope.external_id}", envelope.to_bytes()) for envelope in envelopes],
+        correlation_id,
     )
     for envelope in envelopes:
         EVENTS_ACCEPTED.labels(envelope.source).inc()
@@ -185,16 +187,20 @@ def _accepted(body: dict[str, Any], correlation_id: str, status: int) -> JSONRes
     return JSONResponse(body, status_code=status, headers={"X-Correlation-Id": correlation_id})
 
 
-async def _produce(resources: Resources, topic: topics.Topic, key: str, value: bytes) -> None:
-    await _produce_all(resources, topic, [(key, value)])
+async def _produce(resources: Resources, topic: topics.Topic, key: str, value: bytes, correlation_id: str) -> None:
+    await _produce_all(resources, topic, [(key, value)], correlation_id)
 
 
-async def _produce_all(resources: Resources, topic: topics.Topic, records: list[tuple[str, bytes]]) -> None:
+async def _produce_all(
+    resources: Resources, topic: topics.Topic, records: list[tuple[str, bytes]], correlation_id: str
+) -> None:
     """Send every record and wait until the broker acknowledged all of them (acks=all)."""
     name = topic.full_name(resources.settings.topic_prefix)
+    headers = correlation_headers(correlation_id)
     started = time.perf_counter()
     try:
-        futures = [await resources.producer.send(name, value, key=key.encode()) for key, value in records]
+        futures = [await resources.producer.send(name, value, key=key.encode(), headers=headers)
+                   for key, value in records]  # fmt: skip
         for future in futures:
             await future
     except KafkaError as error:

@@ -120,23 +120,30 @@ async def _run_search(request: Request, tenant_id: UUID, search: SearchRequest, 
     )  # fmt: skip
     query = (search.q or "").strip()
     model = embedder.provider.model
-    async with tenant_transaction(_resources(request).pool, tenant_id) as db:
-        if search.mode == "semantic":
-            assert vector is not None
-            hits = await queries.semantic(
-                db, vector, model, filters, search.limit, search.threshold, settings.ef_search
-            )
-        elif search.mode == "keyword":
-            hits = await queries.keyword(db, query, filters, search.limit)
-        else:
-            assert vector is not None
-            candidates = max(search.limit, settings.hybrid_candidates)
-            semantic_hits = await queries.semantic(
-                db, vector, model, filters, candidates, search.threshold, settings.ef_search
-            )
-            keyword_hits = await queries.keyword(db, query, filters, candidates)
-            hits = queries.fuse(semantic_hits, keyword_hits, settings.rrf_k, search.limit)
-        snippets = await queries.snippets(db, [hit.row["id"] for hit in hits], query or None)
+    pool = _resources(request).pool
+
+    async def semantic(limit: int) -> list[queries.Hit]:
+        assert vector is not None
+        async with tenant_transaction(pool, tenant_id) as db:
+            return await queries.semantic(db, vector, model, filters, limit, search.threshold, settings.ef_search)
+
+    async def keyword(limit: int) -> list[queries.Hit]:
+        async with tenant_transaction(pool, tenant_id) as db:
+            return await queries.keyword(db, query, filters, limit)
+
+    if search.mode == "semantic":
+        hits = await semantic(search.limit)
+    elif search.mode == "keyword":
+        hits = await keyword(search.limit)
+    else:
+        # The two lists on two connections at once: each is one Postgres backend's work.
+        candidates = max(search.limit, settings.hybrid_candidates)
+        semantic_hits, keyword_hits = await asyncio.gather(semantic(candidates), keyword(candidates))
+        hits = queries.fuse(semantic_hits, keyword_hits, settings.rrf_k, search.limit)
+    snippets: dict[UUID, str] = {}
+    if query and hits:
+        async with tenant_transaction(pool, tenant_id) as db:
+            snippets = await queries.snippets(db, [hit.row["id"] for hit in hits], query)
     RESULTS.labels(search.mode).observe(len(hits))
     return SearchResponse(
         query=search.q,

@@ -89,7 +89,8 @@ class KafkaBroker:
         require_tool("java")
         config = self._write_config()
         if not (self.home / "data" / "meta.properties").exists():
-            self._java(libs, "kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c", str(config))
+            # One argument, `--cluster-id=...`: an id may start with "-", which would read as an option.
+            self._java(libs, "kafka.tools.StorageTool", "format", f"--cluster-id={_cluster_id()}", "-c", str(config))
         spawn(
             [
                 "java",

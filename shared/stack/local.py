@@ -161,8 +161,9 @@ class LocalStack:
         demo = asyncio.run(self._demo_credentials())
         self._wait_ready(timeout=120.0)
         binary = prometheus_binary()
-        # Optional: without the command, or with its port taken (another Prometheus), the stack runs without it.
-        if self.settings.prometheus != "off" and binary is not None and port_is_free(self.prometheus.port):
+        # Optional: without the command, or with its port taken by another program, the stack runs without it.
+        ours = running_pid(self.prometheus.pid_path) is not None
+        if self.settings.prometheus != "off" and binary is not None and (ours or port_is_free(self.prometheus.port)):
             self.prometheus.start(binary)
             demo["CHORUS_PROMETHEUS_URL"] = self.prometheus.url
         self._write_env(demo)
