@@ -59,7 +59,7 @@ test: install system-deps lint typecheck ## Lint, type-check and run the whole s
 
 .PHONY: test-chaos
 test-chaos: install ## The chaos run: 20,000 events through kills and restarts (2,000 run inside `make test`)
-	CHORUS_CHAOS_EVENTS=20000 $(BIN)/pytest -q -s -p no:cacheprovider tests/chaos
+	CHORUS_CHAOS_EVENTS=20000 $(BIN)/pytest -q -s -p no:cacheprovider --timeout=3600 tests/chaos
 
 .PHONY: format
 format: install ## Rewrite the code in ruff's format
