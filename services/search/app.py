@@ -12,8 +12,9 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
+import asyncpg
 import numpy as np
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -82,7 +83,7 @@ async def search_get(
     until: datetime | None = None,
     tag: Annotated[list[str] | None, Query(max_length=32, description="key:value, repeatable")] = None,
     threshold: Annotated[float | None, Query(ge=-1.0, le=1.0)] = None,
-) -> SearchResponse:
+) -> Response:
     try:
         search = SearchRequest.model_validate(
             {"q": q, "mode": mode, "limit": limit, "source": source, "content_type": content_type,
@@ -90,12 +91,17 @@ async def search_get(
         )  # fmt: skip
     except ValidationError as error:
         raise HTTPException(400, _describe(error.errors())) from None
-    return await _search(request, tenant_id, search)
+    return _json(await _search(request, tenant_id, search))
 
 
 @router.post("/search", response_model=SearchResponse, summary="Search with a JSON body (also metadata and vector)")
-async def search_post(request: Request, tenant_id: Tenant, search: SearchRequest) -> SearchResponse:
-    return await _search(request, tenant_id, search)
+async def search_post(request: Request, tenant_id: Tenant, search: SearchRequest) -> Response:
+    return _json(await _search(request, tenant_id, search))
+
+
+def _json(answer: SearchResponse) -> Response:
+    """The answer as JSON, serialized once by pydantic: FastAPI would validate and convert it again."""
+    return Response(answer.model_dump_json(), media_type="application/json")
 
 
 async def _search(request: Request, tenant_id: UUID, search: SearchRequest) -> SearchResponse:
@@ -121,29 +127,21 @@ async def _run_search(request: Request, tenant_id: UUID, search: SearchRequest, 
     query = (search.q or "").strip()
     model = embedder.provider.model
     pool = _resources(request).pool
-
-    async def semantic(limit: int) -> list[queries.Hit]:
-        assert vector is not None
-        async with tenant_transaction(pool, tenant_id) as db:
-            return await queries.semantic(db, vector, model, filters, limit, search.threshold, settings.ef_search)
-
-    async def keyword(limit: int) -> list[queries.Hit]:
-        async with tenant_transaction(pool, tenant_id) as db:
-            return await queries.keyword(db, query, filters, limit)
-
-    if search.mode == "semantic":
-        hits = await semantic(search.limit)
-    elif search.mode == "keyword":
-        hits = await keyword(search.limit)
-    else:
-        # The two lists on two connections at once: each is one Postgres backend's work.
-        candidates = max(search.limit, settings.hybrid_candidates)
-        semantic_hits, keyword_hits = await asyncio.gather(semantic(candidates), keyword(candidates))
-        hits = queries.fuse(semantic_hits, keyword_hits, settings.rrf_k, search.limit)
-    snippets: dict[UUID, str] = {}
-    if query and hits:
-        async with tenant_transaction(pool, tenant_id) as db:
-            snippets = await queries.snippets(db, [hit.row["id"] for hit in hits], query)
+    # One transaction answers the request. With a query text the lists rank ids only, and one
+    # more query fetches the results' columns with their highlighted snippets.
+    columns = queries.ID_ONLY if query else queries.RESULT_COLUMNS
+    local_settings = {} if vector is None else queries.semantic_settings(settings.ef_search)
+    async with tenant_transaction(pool, tenant_id, local_settings) as db:
+        if search.mode == "semantic":
+            assert vector is not None
+            hits = await queries.semantic(db, vector, model, filters, search.limit, search.threshold, columns)
+        elif search.mode == "keyword":
+            hits = await queries.keyword(db, query, filters, search.limit, columns)
+        else:
+            assert vector is not None
+            hits = await _hybrid(db, search, vector, model, filters, settings, columns)
+        if query and hits:
+            hits = await queries.with_snippets(db, hits, query)
     RESULTS.labels(search.mode).observe(len(hits))
     return SearchResponse(
         query=search.q,
@@ -152,7 +150,7 @@ async def _run_search(request: Request, tenant_id: UUID, search: SearchRequest, 
         results=[
             SearchResult(
                 **_result_fields(hit),
-                snippet=snippets.get(hit.row["id"]) or hit.row["text"][:SNIPPET_CHARS],
+                snippet=(hit.row["snippet"] if query else None) or hit.row["text"][:SNIPPET_CHARS],
                 score=hit.score,
                 semantic_score=hit.semantic_score,
                 keyword_score=hit.keyword_score,
@@ -160,6 +158,25 @@ async def _run_search(request: Request, tenant_id: UUID, search: SearchRequest, 
             for hit in hits
         ],
     )
+
+
+async def _hybrid(
+    db: asyncpg.Connection,
+    search: SearchRequest,
+    vector: np.ndarray,
+    model: str,
+    filters: queries.Filters,
+    settings: SearchSettings,
+    columns: str,
+) -> list[queries.Hit]:
+    """Both lists, `hybrid_candidates` long, fused by reciprocal rank.
+
+    One after the other on the request's connection: run at once on two connections they took
+    longer on this 2-core machine (docs/search.md), and cost a second transaction."""
+    candidates = max(search.limit, settings.hybrid_candidates)
+    semantic_hits = await queries.semantic(db, vector, model, filters, candidates, search.threshold, columns)
+    keyword_hits = await queries.keyword(db, (search.q or "").strip(), filters, candidates, columns)
+    return queries.fuse(semantic_hits, keyword_hits, settings.rrf_k, search.limit)
 
 
 def _result_fields(hit: queries.Hit) -> dict[str, Any]:

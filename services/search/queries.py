@@ -19,6 +19,8 @@ import numpy as np
 RESULT_COLUMNS = (
     "d.id, d.source, d.content_type, d.content_ref, d.external_id, d.text, d.tags, d.metadata, d.created_at"
 )
+# What a list needs when `with_snippets` fetches the results' columns afterwards.
+ID_ONLY = "d.id"
 # Below this many characters a query is matched by trigrams: full text has too little to go on.
 SHORT_QUERY_CHARS = 3
 # Trigrams stand in for full text only for short queries (a typo in a word or two); a long query
@@ -70,6 +72,15 @@ class Hit:
     score: float = 0.0
 
 
+def semantic_settings(ef_search: int) -> dict[str, str | int]:
+    """The settings of the transaction `semantic` runs in (tenant_transaction's local_settings).
+
+    Iterative index scans keep reading the HNSW index until enough rows pass the filters, so a
+    selective filter does not starve the result; `ef_search` trades latency for recall.
+    """
+    return {"hnsw.ef_search": int(ef_search), "hnsw.iterative_scan": "relaxed_order"}
+
+
 async def semantic(
     db: asyncpg.Connection,
     vector: np.ndarray,
@@ -77,22 +88,20 @@ async def semantic(
     filters: Filters,
     limit: int,
     threshold: float | None,
-    ef_search: int,
+    columns: str = RESULT_COLUMNS,
 ) -> list[Hit]:
-    """Top `limit` documents by cosine similarity of their vector from `model`.
+    """Top `limit` documents by cosine similarity of their vector from `model`, in a transaction
+    opened with `semantic_settings`.
 
-    Iterative index scans keep reading the HNSW index until enough rows pass the filters, so a
-    selective filter does not starve the result. The join asks only for the document's id (an
-    index lookup per candidate); a vector of an older text of its document (an edit the embed
-    service has not reached yet) is dropped after the scan.
+    The join asks only for the document's id (an index lookup per candidate); a vector of an
+    older text of its document (an edit the embed service has not reached yet) is dropped after
+    the scan.
     """
-    # One round trip for both settings; they last until the transaction ends.
-    await db.execute(f"SET LOCAL hnsw.ef_search = {int(ef_search)}; SET LOCAL hnsw.iterative_scan = relaxed_order")
     where, values = filters.where(4)
     rows = await db.fetch(
         f"""
         WITH nearest AS MATERIALIZED (
-            SELECT {RESULT_COLUMNS}, e.embedding <=> $1 AS distance, e.content_hash = d.content_hash AS current
+            SELECT {columns}, e.embedding <=> $1 AS distance, e.content_hash = d.content_hash AS current
             FROM document_embeddings e JOIN documents d ON d.id = e.document_id
             WHERE e.model = $2 AND {where}
             ORDER BY e.embedding <=> $1
@@ -113,7 +122,9 @@ async def semantic(
     return hits
 
 
-async def keyword(db: asyncpg.Connection, query: str, filters: Filters, limit: int) -> list[Hit]:
+async def keyword(
+    db: asyncpg.Connection, query: str, filters: Filters, limit: int, columns: str = RESULT_COLUMNS
+) -> list[Hit]:
     """Full-text matches ranked by ts_rank_cd; trigram similarity when the query is very short or
     full text finds nothing (a typo, a word cut short). Matches come from the index functions of
     migration 0004 and are joined back to `documents` under row-level security."""
@@ -122,7 +133,7 @@ async def keyword(db: asyncpg.Connection, query: str, filters: Filters, limit: i
     if len(query.strip()) >= SHORT_QUERY_CHARS:
         rows = await db.fetch(
             f"""
-            SELECT {RESULT_COLUMNS}, m.rank
+            SELECT {columns}, m.rank
             FROM chorus_fulltext_matches(websearch_to_tsquery('english', $1)) m JOIN documents d ON d.id = m.document_id
             WHERE {where}
             ORDER BY m.rank DESC, d.id
@@ -135,7 +146,7 @@ async def keyword(db: asyncpg.Connection, query: str, filters: Filters, limit: i
     if not rows and len(query.split()) <= TRIGRAM_MAX_WORDS:
         rows = await db.fetch(
             f"""
-            SELECT {RESULT_COLUMNS}, m.similarity AS rank
+            SELECT {columns}, m.similarity AS rank
             FROM chorus_trigram_matches($1) m JOIN documents d ON d.id = m.document_id
             WHERE {where}
             ORDER BY rank DESC, d.id
@@ -159,20 +170,23 @@ def fuse(semantic_hits: list[Hit], keyword_hits: list[Hit], k: int, limit: int) 
     return sorted(fused.values(), key=lambda hit: (-hit.score, str(hit.row["id"])))[:limit]
 
 
-async def snippets(db: asyncpg.Connection, ids: list[UUID], query: str | None) -> dict[UUID, str]:
-    """A highlighted passage of each document for `query` (<mark> around matches), or its start."""
-    if not ids or query is None:
-        return {}
+async def with_snippets(db: asyncpg.Connection, hits: list[Hit], query: str) -> list[Hit]:
+    """`hits` (found with any columns) carrying the result columns and a `snippet`: a passage of
+    the text for `query` with <mark> around the matches, or the text's start. One query for all:
+    lists that only need ids for ranking leave the rest to this."""
     rows = await db.fetch(
-        """
-        SELECT d.id, CASE WHEN numnode(q.query) = 0 THEN left(d.text, 200)
+        f"""
+        SELECT {RESULT_COLUMNS},
+               CASE WHEN numnode(q.query) = 0 THEN left(d.text, 200)
                ELSE ts_headline('english', d.text, q.query,
                                 'StartSel=<mark>, StopSel=</mark>, MaxWords=30, MinWords=10, MaxFragments=2')
                END AS snippet
         FROM documents d, websearch_to_tsquery('english', $2) AS q(query)
         WHERE d.id = ANY($1::uuid[])
         """,
-        ids,
+        [hit.row["id"] for hit in hits],
         query,
     )
-    return {row["id"]: row["snippet"] for row in rows}
+    by_id = {row["id"]: row for row in rows}
+    return [Hit(by_id[hit.row["id"]], hit.semantic_score, hit.keyword_score, hit.score)
+            for hit in hits if hit.row["id"] in by_id]  # fmt: skip
