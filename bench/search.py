@@ -32,6 +32,7 @@ import numpy as np
 
 from bench.report import Figure, median, percentile, report
 from services.search import queries as search_queries
+from services.search.settings import SearchSettings
 from shared import tenants
 from shared.db import create_pool, tenant_transaction
 from shared.embedding.local import MODEL_NAME
@@ -292,6 +293,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--documents", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=200)
-    parser.add_argument("--ef-search", type=int, default=40)
+    parser.add_argument("--ef-search", type=int, default=SearchSettings.ef_search)
     arguments = parser.parse_args()
     asyncio.run(main(arguments.documents, arguments.queries, arguments.ef_search))

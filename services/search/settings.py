@@ -12,7 +12,7 @@ from shared.settings import setting
 class SearchSettings(EmbeddingSettings):
     port: int = setting("CHORUS_SEARCH_PORT", 8080, "Port of the search service's HTTP server.")
     ef_search: int = setting(
-        "CHORUS_SEARCH_EF_SEARCH", 40, "HNSW candidate list per semantic query (higher: better recall, slower)."
+        "CHORUS_SEARCH_EF_SEARCH", 64, "HNSW candidate list per semantic query (higher: better recall, slower)."
     )
     rrf_k: int = setting("CHORUS_SEARCH_RRF_K", 60, "The k of reciprocal rank fusion in hybrid search.")
     hybrid_candidates: int = setting(
