@@ -90,8 +90,12 @@ bench-search: bench-deps ## Search latency (raw SQL and HTTP), recall@10 and QPS
 bench-freshness: bench-deps ## Publish -> searchable p50/p99 at 100 events/s for 60 s (needs `make up`)
 	$(BIN)/python -m bench.freshness
 
+.PHONY: bench-hnsw
+bench-hnsw: bench-deps ## HNSW build parameters: inserts/s and recall@10 for random and clustered vectors (needs `make up`)
+	$(BIN)/python -m bench.hnsw
+
 .PHONY: bench
-bench: bench-fresh-start bench-ingest bench-embed bench-cluster bench-search bench-freshness ## Every benchmark; one table and .chorus/bench/results.json
+bench: bench-fresh-start bench-ingest bench-embed bench-cluster bench-search bench-freshness bench-hnsw ## Every benchmark; one table and .chorus/bench/results.json
 	$(BIN)/python -m bench.summary
 
 .PHONY: bench-fresh-start

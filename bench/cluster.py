@@ -23,9 +23,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from bench.report import Figure, demo_env, report
+from bench.report import Figure, demo_env, poll_demo_tenant, report
 from bench.webhooks import direct_message, webhook_headers
-from shared.db import create_pool, tenant_transaction
 
 DATA = Path("bench") / "data" / "dm_intents.jsonl"
 THRESHOLDS = np.arange(0.10, 0.95, 0.01)
@@ -53,22 +52,17 @@ async def _clustered(
     env: dict[str, str], creator: str, expected: int, within: float
 ) -> list[tuple[str, str, np.ndarray]]:
     """(message id, cluster id, vector) of every member of the creator's clusters, once all are placed."""
-    pool = await create_pool(env["CHORUS_DATABASE_URL"], max_size=1)
-    deadline = time.perf_counter() + within
-    try:
-        while True:
-            async with tenant_transaction(pool, env["CHORUS_DEMO_TENANT"]) as db:
-                rows = await db.fetch(
-                    "SELECT s.message_id, m.cluster_id, m.embedding FROM cluster_members m "
-                    "JOIN clusters c ON c.id = m.cluster_id JOIN streamchat_messages s ON s.id = m.message_id "
-                    "WHERE c.creator_id = $1",
-                    creator,
-                )
-            if len(rows) >= expected or time.perf_counter() > deadline:
-                return [(row["message_id"], str(row["cluster_id"]), row["embedding"].to_numpy()) for row in rows]
-            await asyncio.sleep(0.5)
-    finally:
-        await pool.close()
+    rows = await poll_demo_tenant(
+        env,
+        "SELECT s.message_id, m.cluster_id, m.embedding FROM cluster_members m "
+        "JOIN clusters c ON c.id = m.cluster_id JOIN streamchat_messages s ON s.id = m.message_id "
+        "WHERE c.creator_id = $1",
+        creator,
+        done=lambda rows: len(rows) >= expected,
+        within=within,
+        every=0.5,
+    )
+    return [(row["message_id"], str(row["cluster_id"]), row["embedding"].to_numpy()) for row in rows]
 
 
 def _best_offline(vectors: np.ndarray, labels: list[str]) -> tuple[float, float, float]:

@@ -17,9 +17,8 @@ from datetime import UTC, datetime
 
 import httpx
 
-from bench.report import Figure, demo_env, median, percentile, report
+from bench.report import Figure, demo_env, median, percentile, poll_demo_tenant, report
 from bench.webhooks import direct_message, webhook_headers
-from shared.db import create_pool, tenant_transaction
 
 
 async def _send(env: dict[str, str], run: str, rate: float, duration: float) -> dict[str, datetime]:
@@ -48,23 +47,17 @@ async def _send(env: dict[str, str], run: str, rate: float, duration: float) -> 
 
 
 async def _searchable(env: dict[str, str], sent: dict[str, datetime], within: float) -> dict[str, float]:
-    pool = await create_pool(env["CHORUS_DATABASE_URL"], max_size=1)
-    deadline = time.perf_counter() + within
-    try:
-        while True:
-            async with tenant_transaction(pool, env["CHORUS_DEMO_TENANT"]) as db:
-                rows = await db.fetch(
-                    "SELECT s.message_id, e.embedded_at FROM streamchat_messages s "
-                    "JOIN document_embeddings e ON e.document_id = s.document_id WHERE s.message_id = ANY($1::text[])",
-                    list(sent),
-                )
-            if len(rows) == len(sent) or time.perf_counter() > deadline:
-                return {
-                    row["message_id"]: (row["embedded_at"] - sent[row["message_id"]]).total_seconds() for row in rows
-                }
-            await asyncio.sleep(1)
-    finally:
-        await pool.close()
+    """Seconds from each message's publication to its vector's commit, once all are searchable."""
+    rows = await poll_demo_tenant(
+        env,
+        "SELECT s.message_id, e.embedded_at FROM streamchat_messages s "
+        "JOIN document_embeddings e ON e.document_id = s.document_id WHERE s.message_id = ANY($1::text[])",
+        list(sent),
+        done=lambda rows: len(rows) == len(sent),
+        within=within,
+        every=1.0,
+    )
+    return {row["message_id"]: (row["embedded_at"] - sent[row["message_id"]]).total_seconds() for row in rows}
 
 
 async def main(rate: float, duration: float) -> None:

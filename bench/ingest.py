@@ -18,9 +18,8 @@ from typing import Any
 
 import httpx
 
-from bench.report import Figure, demo_env, median, percentile, report
+from bench.report import Figure, demo_env, median, percentile, poll_demo_tenant, report
 from bench.webhooks import webhook_headers
-from shared.db import create_pool, tenant_transaction
 
 TEMPLATE = Path("deploy") / "demo" / "streamchat_events.jsonl"
 
@@ -44,19 +43,16 @@ async def _sender(client: httpx.AsyncClient, env: dict[str, str], run: str, stop
 
 
 async def _landed(env: dict[str, str], run: str, expected: int, within: float) -> tuple[int, float]:
-    pool = await create_pool(env["CHORUS_DATABASE_URL"], max_size=1)
+    """How many of the run's messages are stored, once all are or `within` seconds passed, and when."""
     started = time.perf_counter()
-    try:
-        while True:
-            async with tenant_transaction(pool, env["CHORUS_DEMO_TENANT"]) as db:
-                count: int = await db.fetchval(
-                    "SELECT count(*) FROM streamchat_messages WHERE message_id LIKE $1", f"bench-{run}-%"
-                )
-            if count >= expected or time.perf_counter() - started > within:
-                return count, time.perf_counter() - started
-            await asyncio.sleep(0.25)
-    finally:
-        await pool.close()
+    rows = await poll_demo_tenant(
+        env,
+        "SELECT count(*) FROM streamchat_messages WHERE message_id LIKE $1",
+        f"bench-{run}-%",
+        done=lambda rows: rows[0][0] >= expected,
+        within=within,
+    )
+    return rows[0][0], time.perf_counter() - started
 
 
 async def main(duration: float, concurrency: int) -> None:

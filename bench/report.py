@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import platform
 import statistics
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import asyncpg
+
+from shared.db import create_pool, tenant_transaction
 from shared.stack.local import read_env_file
 
 RESULTS = Path(".chorus") / "bench"
@@ -22,6 +28,29 @@ def demo_env() -> dict[str, str]:
     if not DEMO_ENV.exists():
         raise SystemExit("no .chorus/demo.env: run `make up` first")
     return read_env_file(DEMO_ENV)
+
+
+async def poll_demo_tenant(
+    env: dict[str, str],
+    query: str,
+    *arguments: Any,
+    done: Callable[[list[asyncpg.Record]], bool],
+    within: float,
+    every: float = 0.25,
+) -> list[asyncpg.Record]:
+    """Run `query` in the demo tenant every `every` seconds until `done(rows)` or `within`
+    seconds passed; returns the last rows. How a benchmark waits for the pipeline to catch up."""
+    pool = await create_pool(env["CHORUS_DATABASE_URL"], max_size=1)
+    deadline = time.perf_counter() + within
+    try:
+        while True:
+            async with tenant_transaction(pool, env["CHORUS_DEMO_TENANT"]) as db:
+                rows: list[asyncpg.Record] = await db.fetch(query, *arguments)
+            if done(rows) or time.perf_counter() > deadline:
+                return rows
+            await asyncio.sleep(every)
+    finally:
+        await pool.close()
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import asyncpg
 import httpx
@@ -38,7 +38,7 @@ from shared.db import create_pool, tenant_transaction
 from shared.embedding.local import MODEL_NAME
 from shared.hashing import text_hash
 from shared.migrate import migrate
-from shared.stack.local import LocalStack
+from shared.stack.local import LocalStack, ensure_database, with_database
 from shared.stack.processes import free_port, spawn, stop
 
 DATABASE = "chorus_bench_search"
@@ -53,11 +53,6 @@ MODEL = f"{MODEL_NAME}-int8"
 def _document_id(number: int) -> uuid.UUID:
     """The id of the `number`th generated document: the same in every run, so exact search can name it."""
     return uuid.uuid5(uuid.NAMESPACE_URL, f"chorus-bench-search/{number}")
-
-
-def _database_url(url: str, database: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path=f"/{database}"))
 
 
 def _corpus(count: int, rng: np.random.Generator) -> tuple[np.ndarray, list[str], np.ndarray, list[list[str]]]:
@@ -119,14 +114,9 @@ Prepared = tuple[str, uuid.UUID, str, np.ndarray, np.ndarray, list[list[str]], f
 async def _prepare(count: int, rng: np.random.Generator) -> Prepared:
     """The bench database (built when missing), its service URL, tenant, API key, data and build time."""
     stack = LocalStack()
-    admin = await asyncpg.connect(stack.admin_database_url)
-    try:
-        if not await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", DATABASE):
-            await admin.execute(f'CREATE DATABASE "{DATABASE}"')
-    finally:
-        await admin.close()
-    admin_url = _database_url(stack.admin_database_url, DATABASE)
-    service_url = _database_url(stack.database_url, DATABASE)
+    await ensure_database(stack.admin_database_url, DATABASE)
+    admin_url = with_database(stack.admin_database_url, DATABASE)
+    service_url = with_database(stack.database_url, DATABASE)
     await migrate(admin_url, service_url, embedding_dim=DIMENSIONS)
     vectors, texts, centres, topics = _corpus(count, rng)
     pool = await create_pool(service_url, max_size=2)

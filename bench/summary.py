@@ -7,7 +7,7 @@ import sys
 
 from bench.report import RESULTS
 
-BENCHMARKS = ("ingest", "embed", "cluster", "search", "freshness")
+BENCHMARKS = ("ingest", "embed", "cluster", "search", "freshness", "hnsw")
 
 
 def main() -> None:

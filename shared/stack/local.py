@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import httpx
@@ -139,7 +140,7 @@ class LocalStack:
         self._check_service_ports()
         if not self.external_database:
             self.postgres.start()
-            asyncio.run(_ensure_database(self.postgres.admin_url(), "chorus"))
+            asyncio.run(ensure_database(self.postgres.admin_url(), "chorus"))
         asyncio.run(
             migrate(
                 self.admin_database_url,
@@ -277,10 +278,16 @@ def read_env_file(path: Path) -> dict[str, str]:
     return {key: value for key, value in pairs}
 
 
-async def _ensure_database(admin_url: str, name: str) -> None:
+async def ensure_database(admin_url: str, name: str) -> None:
+    """Create the database `name` unless it exists (benchmarks keep theirs beside Chorus's)."""
     connection = await asyncpg.connect(admin_url)
     try:
         if not await connection.fetchval("SELECT true FROM pg_database WHERE datname = $1", name):
             await connection.execute(f'CREATE DATABASE "{name}"')
     finally:
         await connection.close()
+
+
+def with_database(url: str, name: str) -> str:
+    """`url` naming the database `name` instead of its own."""
+    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))

@@ -1,7 +1,9 @@
 """Hostile input: no 5xx, the service stays ready, and the valid events sent in between all land."""
 
+import copy
 import gzip
 import json
+import random
 from collections.abc import Callable
 from typing import Any
 
@@ -197,3 +199,77 @@ async def test_events_survive_hostile_bodies(ingest: Ingest) -> None:
         await ingest.wait_for("SELECT count(*) FROM raw_events WHERE external_id LIKE 'good-%'", expected) == expected
     )
     assert await ingest.count("SELECT count(*) FROM raw_events") == expected
+
+
+# Values a mutation puts where a field was: other types, extremes, characters parsers trip on.
+ODD_VALUES: list[Any] = [None, True, -1, 2**70, 1e308, -0.0, "", "x" * 5000, "\u0000", "💥\u202e", "2026-13-45",
+                         [], {}, [None], {"": None}, [[[]]], {"id": {"id": "x"}}]  # fmt: skip
+MUTATIONS = 150  # per endpoint: bounded in count, a few seconds each
+
+
+def _mutate(record: dict[str, Any], rng: random.Random) -> None:
+    """Replace, drop or add one field somewhere inside `record`."""
+    container: Any = record
+    while True:
+        keys = list(container) if isinstance(container, dict) else list(range(len(container)))
+        if not keys:
+            break
+        key = rng.choice(keys)
+        child = container[key]
+        if isinstance(child, dict | list) and child and rng.random() < 0.6:
+            container = child
+            continue
+        action = rng.choice(["replace", "drop", "add"])
+        if action == "replace":
+            container[key] = rng.choice(ODD_VALUES)
+        elif action == "drop":
+            del container[key]
+        elif isinstance(container, dict):
+            container[rng.choice(["id", "type", "text", "user", "extra", "ñ"])] = rng.choice(ODD_VALUES)
+        else:
+            container.append(rng.choice(ODD_VALUES))
+        return
+    if isinstance(container, dict):
+        container["added"] = rng.choice(ODD_VALUES)
+
+
+def _mutations(samples: list[dict[str, Any]], seed: int) -> list[tuple[str, bytes]]:
+    """MUTATIONS sample records, each changed in one to three places (seeded, so a failure repeats)."""
+    rng = random.Random(seed)
+    cases = []
+    for number in range(MUTATIONS):
+        record = copy.deepcopy(rng.choice(samples))
+        for _ in range(rng.randint(1, 3)):
+            _mutate(record, rng)
+        cases.append((f"mutation {number} (seed {seed})", json.dumps(record).encode()))
+    return cases
+
+
+async def test_generated_mutations_of_every_sample_get_no_server_error(ingest: Ingest) -> None:
+    """Signed and authenticated, so every mutation reaches the parsers and the normalizers."""
+    streamchat = [(name, body, _signed(body, f"mutation-{i}"))
+                  for i, (name, body) in enumerate(_mutations(sample("streamchat_events"), seed=1))]  # fmt: skip
+    tavus_headers = {"X-Chorus-Token": ingest.tenant.tavus_token, "Content-Type": "application/json"}
+    tavus = [(name, body, tavus_headers) for name, body in _mutations(sample("tavus_callbacks"), seed=2)]
+    events_headers = {"Authorization": f"Bearer {ingest.tenant.api_key}", "Content-Type": "application/json"}
+    events = [(name, body, events_headers) for name, body in _mutations(sample("raw_events"), seed=3)]
+    message = sample("streamchat_events")[0]
+
+    def good_message(number: int) -> httpx.Response:
+        body = dict(message, message=dict(message["message"], id=f"fuzz-good-{number}"))
+        return ingest.streamchat(body, f"fuzz-good-{number}")
+
+    def good_callback(number: int) -> httpx.Response:
+        return ingest.tavus(dict(sample("tavus_callbacks")[0], conversation_id=f"fuzz-good-{number}"))
+
+    def good_event(number: int) -> httpx.Response:
+        return ingest.events(dict(sample("raw_events")[0], external_id=f"fuzz-good-{number}", text=f"event {number}"))
+
+    assert _post_all(ingest, "/webhooks/streamchat", streamchat, good_message) == []
+    assert _post_all(ingest, "/webhooks/tavus", tavus, good_callback) == []
+    assert _post_all(ingest, "/v1/events", events, good_event) == []
+    expected = MUTATIONS // 5
+    for table, column in [("streamchat_messages", "message_id"), ("tavus_conversations", "conversation_id"),
+                          ("raw_events", "external_id")]:  # fmt: skip
+        sql = f"SELECT count(*) FROM {table} WHERE {column} LIKE 'fuzz-good-%'"
+        assert await ingest.wait_for(sql, expected) == expected, table
