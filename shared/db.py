@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import re
 from collections.abc import AsyncIterator, Mapping
@@ -56,8 +55,12 @@ async def tenant_transaction(
         try:
             yield connection
         except BaseException:
-            with contextlib.suppress(Exception):  # a broken connection: the pool discards it
+            try:
                 await connection.execute("ROLLBACK")
+            except Exception:
+                # A broken connection: closed now, the pool drops it instead of resetting it,
+                # which would fail too and hide the error that broke it.
+                connection.terminate()
             raise
         await connection.execute("COMMIT")
 

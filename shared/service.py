@@ -12,7 +12,7 @@ from typing import Any
 import asyncpg
 import uvicorn
 from aiokafka import AIOKafkaProducer
-from fastapi import FastAPI, Response
+from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, Info, generate_latest
 
@@ -20,6 +20,7 @@ from shared import logging as chorus_logging
 from shared.db import create_pool, database_answers
 from shared.kafka import broker_answers, create_producer
 from shared.settings import CommonSettings, redacted
+from shared.stream import TRANSIENT_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +104,19 @@ def add_health_routes(app: FastAPI, checks: Callable[[], Mapping[str, Check]]) -
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+def answer_unavailable(app: FastAPI, body: Callable[[str], dict[str, Any]]) -> None:
+    """Postgres or Kafka failing during a request is a 503 with Retry-After, its JSON made by
+    `body` from one sentence: the client retries later; nothing was accepted."""
+
+    async def unavailable(request: Request, error: Exception) -> JSONResponse:
+        log.warning("a dependency failed during a request", extra={"path": request.url.path, "error": repr(error)})
+        sentence = f"a dependency of the service is unavailable ({type(error).__name__}); retry shortly"
+        return JSONResponse(body(sentence), status_code=503, headers={"Retry-After": "1"})
+
+    for error_class in TRANSIENT_ERRORS:
+        app.add_exception_handler(error_class, unavailable)
 
 
 def serve(app: FastAPI, service: str, settings: CommonSettings, port: int) -> None:

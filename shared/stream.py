@@ -27,7 +27,7 @@ KafkaRecord: TypeAlias = ConsumerRecord[bytes, bytes]
 Handler = Callable[[KafkaRecord], Awaitable[list[asyncio.Future[Any]] | None]]
 
 # Failures of what a record's work depends on, not of the record: wait and try the same record again.
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
     OSError,
     TimeoutError,
     KafkaError,
@@ -37,6 +37,9 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.TooManyConnectionsError,
     asyncpg.SerializationError,
     asyncpg.DeadlockDetectedError,
+    # A connection Postgres dropped mid-operation, used before asyncpg saw it close ("cannot
+    # switch to state 15; another operation (2) is in progress"), seen while Postgres restarts.
+    asyncpg.InternalClientError,
 )
 
 

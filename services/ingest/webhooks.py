@@ -21,7 +21,7 @@ from shared import tenants, topics
 from shared.hashing import sha256
 from shared.kafka import correlation_headers
 from shared.records import EventEnvelope, RawStreamChatDelivery, RawTavusDelivery, utcnow
-from shared.service import Resources
+from shared.service import Resources, answer_unavailable
 from shared.stream import InvalidRecord
 
 router = APIRouter()
@@ -31,6 +31,7 @@ NDJSON_TYPES = ("application/x-ndjson", "application/ndjson", "application/jsonl
 
 def add_ingest_routes(app: FastAPI) -> None:
     app.include_router(router)
+    answer_unavailable(app, lambda sentence: {"error": sentence})
 
     @app.exception_handler(RequestProblem)
     async def refuse(request: Request, problem: RequestProblem) -> JSONResponse:

@@ -41,7 +41,7 @@ from services.search.settings import SearchSettings
 from shared import clusters, topics
 from shared.db import tenant_transaction
 from shared.embedding import ProviderError, create_provider
-from shared.service import Resources, service_app
+from shared.service import Resources, answer_unavailable, service_app
 
 PROBLEMS: dict[int | str, dict[str, Any]] = {
     400: {"model": Problem, "description": "A parameter is invalid; `detail` names it."},
@@ -276,6 +276,7 @@ def create_app(settings: SearchSettings) -> FastAPI:
     app.state.settings = settings
     app.include_router(router)
     app.add_exception_handler(RequestValidationError, _invalid_parameter)
+    answer_unavailable(app, lambda sentence: {"detail": sentence})
     return app
 
 

@@ -113,6 +113,8 @@ class Sender:
         self.tenant = tenant
         self.attempts = 0
         self.accepted = 0
+        # Answers other than 2xx and 503 (a dependency down, retry): a 500 is a bug even if a retry passes.
+        self.server_errors: list[str] = []
 
     def send_all(self, events: list[Event]) -> None:
         try:
@@ -140,6 +142,8 @@ class Sender:
             return False
         if 400 <= response.status_code < 500:
             raise AssertionError(f"a valid event was refused: {response.status_code} {response.text}")
+        if response.status_code >= 500 and response.status_code != 503:
+            self.server_errors.append(f"{response.status_code} {response.text[:200]}")
         return response.is_success
 
 

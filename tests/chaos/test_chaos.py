@@ -75,7 +75,8 @@ def _run(
         ("documents (without a vector)", f"{found.documents} ({found.documents_without_vector})"),
         ("lost", lost), ("duplicated", duplicated), *disturbances,
         ("clusters (this run / clean run)", f"{len(found.clusters)} / {len(reference.clusters)}"),
-        ("dead letters", letters), ("sending took", f"{sent_seconds:.1f} s"),
+        ("dead letters", letters), ("answers 5xx other than 503", len(sender.server_errors)),
+        ("sending took", f"{sent_seconds:.1f} s"),
     ]))  # fmt: skip
     assert sender.accepted == count
     assert (lost, duplicated) == (0, 0)
@@ -83,6 +84,7 @@ def _run(
     assert found.documents_without_vector == 0
     assert found.clusters == reference.clusters
     assert letters == 0
+    assert sender.server_errors == []
 
 
 def _lost_and_duplicated(found: Stored, expected: object) -> tuple[int, int]:
