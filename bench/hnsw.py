@@ -19,23 +19,18 @@ from pgvector import Vector
 from pgvector.asyncpg import register_vector
 
 from bench.report import Figure, report
+from bench.search import CENTRES, DIMENSIONS, near_centres, unit
 from shared.stack.local import LocalStack, ensure_database, with_database
 
 DATABASE = "chorus_bench_hnsw"
-DIMENSIONS = 384
 PARAMETERS = [(16, 64), (12, 40), (8, 32)]  # pgvector's defaults first; Chorus ships (12, 40)
-
-
-def _unit(matrix: np.ndarray) -> np.ndarray:
-    return matrix / np.linalg.norm(matrix, axis=1, keepdims=True)
 
 
 def _vectors(kind: str, count: int, rng: np.random.Generator) -> np.ndarray:
     if kind == "random":
-        return _unit(rng.standard_normal((count, DIMENSIONS)).astype(np.float32))
-    centres = _unit(np.random.default_rng(7).standard_normal((2000, DIMENSIONS)).astype(np.float32))
-    noise = 0.05 * rng.standard_normal((count, DIMENSIONS)).astype(np.float32)
-    return _unit(centres[rng.integers(0, len(centres), size=count)] + noise)
+        return unit(rng.standard_normal((count, DIMENSIONS)).astype(np.float32))
+    centres = unit(np.random.default_rng(7).standard_normal((CENTRES, DIMENSIONS)).astype(np.float32))
+    return near_centres(centres, rng.integers(0, CENTRES, size=count), rng)
 
 
 async def _connect() -> asyncpg.Connection:

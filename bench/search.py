@@ -55,16 +55,24 @@ def _document_id(number: int) -> uuid.UUID:
     return uuid.uuid5(uuid.NAMESPACE_URL, f"chorus-bench-search/{number}")
 
 
+def unit(matrix: np.ndarray) -> np.ndarray:
+    """Each row scaled to length 1."""
+    return matrix / np.linalg.norm(matrix, axis=1, keepdims=True)
+
+
+def near_centres(centres: np.ndarray, owners: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A unit vector near `centres[owner]` for each owner: the centre plus NOISE in every dimension."""
+    return unit(centres[owners] + NOISE * rng.standard_normal((len(owners), DIMENSIONS)).astype(np.float32))
+
+
 def _corpus(count: int, rng: np.random.Generator) -> tuple[np.ndarray, list[str], np.ndarray, list[list[str]]]:
     """Centres, their topic words, and `count` documents: (vectors, texts)."""
     syllables = ["ka", "lo", "mi", "ne", "su", "ra", "to", "vi", "de", "po", "gu", "ze", "ba", "fi", "ho", "ju"]
     words = sorted({"".join(rng.choice(syllables, size=3)) + str(n % 7) for n in range(6000)})
     topics = [list(rng.choice(words, size=3, replace=False)) for _ in range(CENTRES)]
-    centres = rng.standard_normal((CENTRES, DIMENSIONS)).astype(np.float32)
-    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    centres = unit(rng.standard_normal((CENTRES, DIMENSIONS)).astype(np.float32))
     owners = rng.integers(0, CENTRES, size=count)
-    vectors = centres[owners] + NOISE * rng.standard_normal((count, DIMENSIONS)).astype(np.float32)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    vectors = near_centres(centres, owners, rng)
     fillers = rng.choice(words, size=(count, 12))
     texts = [" ".join([*topics[owner], *filler]) for owner, filler in zip(owners, fillers, strict=True)]
     return vectors, texts, centres, topics
@@ -225,8 +233,7 @@ async def main(count: int, queries: int, ef_search: int) -> None:
     rng = np.random.default_rng(20261122)
     service_url, tenant_id, key, vectors, centres, topics, build_seconds = await _prepare(count, rng)
     picked = rng.integers(0, CENTRES, size=queries)
-    query_vectors = centres[picked] + NOISE * rng.standard_normal((queries, DIMENSIONS)).astype(np.float32)
-    query_vectors /= np.linalg.norm(query_vectors, axis=1, keepdims=True)
+    query_vectors = near_centres(centres, picked, rng)
     words = [" ".join(topics[centre][:2]) for centre in picked]
     # Other words of the same topics: texts the service has not embedded (and cached) before.
     texts = [" ".join(topics[centre][1:]) for centre in picked]

@@ -45,7 +45,7 @@ async def tenant_transaction(
     BEGIN, the tenant and any `local_settings` (SET LOCAL name = value, for this transaction only)
     leave in one round trip: a search request's fixed cost is mostly round trips.
     """
-    begin = f"BEGIN; SELECT set_config('{TENANT_SETTING}', '{UUID(str(tenant_id))}', true);"
+    begin = f"BEGIN; {_set_tenant_statement(tenant_id)}"
     for name, value in (local_settings or {}).items():
         if not _SETTING_NAME.fullmatch(name) or not _SETTING_VALUE.fullmatch(str(value)):
             raise ValueError(f"not a setting this function may set: {name} = {value!r}")
@@ -72,7 +72,13 @@ _SETTING_VALUE = re.compile(r"[A-Za-z0-9_.]+")
 
 async def set_tenant(connection: asyncpg.Connection, tenant_id: UUID | str) -> None:
     """Scope the current transaction to `tenant_id`; it ends with the transaction."""
-    await connection.execute("SELECT set_config($1, $2, true)", TENANT_SETTING, str(tenant_id))
+    await connection.execute(_set_tenant_statement(tenant_id))
+
+
+def _set_tenant_statement(tenant_id: UUID | str) -> str:
+    """SQL text that sets the tenant for the transaction; the id is parsed as a UUID first, so
+    nothing but a UUID can reach the statement."""
+    return f"SELECT set_config('{TENANT_SETTING}', '{UUID(str(tenant_id))}', true);"
 
 
 async def database_answers(pool: asyncpg.Pool, within: float = 3.0) -> bool:

@@ -47,7 +47,6 @@ PROBLEMS: dict[int | str, dict[str, Any]] = {
     400: {"model": Problem, "description": "A parameter is invalid; `detail` names it."},
     401: {"model": Problem, "description": "No valid API key."},
 }
-SNIPPET_CHARS = 200
 bearer = HTTPBearer(auto_error=False, description="An API key from `chorus keys create TENANT`.")
 
 
@@ -139,7 +138,7 @@ async def _run_search(request: Request, tenant_id: UUID, search: SearchRequest, 
             hits = await queries.keyword(db, query, filters, search.limit, columns)
         else:
             assert vector is not None
-            hits = await _hybrid(db, search, vector, model, filters, settings, columns)
+            hits = await _hybrid(db, search, query, vector, model, filters, settings, columns)
         if query and hits:
             hits = await queries.with_snippets(db, hits, query)
     RESULTS.labels(search.mode).observe(len(hits))
@@ -150,7 +149,7 @@ async def _run_search(request: Request, tenant_id: UUID, search: SearchRequest, 
         results=[
             SearchResult(
                 **_result_fields(hit),
-                snippet=(hit.row["snippet"] if query else None) or hit.row["text"][:SNIPPET_CHARS],
+                snippet=(hit.row["snippet"] if query else None) or hit.row["text"][: queries.SNIPPET_CHARS],
                 score=hit.score,
                 semantic_score=hit.semantic_score,
                 keyword_score=hit.keyword_score,
@@ -163,6 +162,7 @@ async def _run_search(request: Request, tenant_id: UUID, search: SearchRequest, 
 async def _hybrid(
     db: asyncpg.Connection,
     search: SearchRequest,
+    query: str,
     vector: np.ndarray,
     model: str,
     filters: queries.Filters,
@@ -175,7 +175,7 @@ async def _hybrid(
     longer on this 2-core machine (docs/search.md), and cost a second transaction."""
     candidates = max(search.limit, settings.hybrid_candidates)
     semantic_hits = await queries.semantic(db, vector, model, filters, candidates, search.threshold, columns)
-    keyword_hits = await queries.keyword(db, (search.q or "").strip(), filters, candidates, columns)
+    keyword_hits = await queries.keyword(db, query, filters, candidates, columns)
     return queries.fuse(semantic_hits, keyword_hits, settings.rrf_k, search.limit)
 
 

@@ -19,6 +19,8 @@ import numpy as np
 RESULT_COLUMNS = (
     "d.id, d.source, d.content_type, d.content_ref, d.external_id, d.text, d.tags, d.metadata, d.created_at"
 )
+# A snippet without a match is the text's start, this long.
+SNIPPET_CHARS = 200
 # What a list needs when `with_snippets` fetches the results' columns afterwards.
 ID_ONLY = "d.id"
 # Below this many characters a query is matched by trigrams: full text has too little to go on.
@@ -177,7 +179,7 @@ async def with_snippets(db: asyncpg.Connection, hits: list[Hit], query: str) -> 
     rows = await db.fetch(
         f"""
         SELECT {RESULT_COLUMNS},
-               CASE WHEN numnode(q.query) = 0 THEN left(d.text, 200)
+               CASE WHEN numnode(q.query) = 0 THEN left(d.text, $3)
                ELSE ts_headline('english', d.text, q.query,
                                 'StartSel=<mark>, StopSel=</mark>, MaxWords=30, MinWords=10, MaxFragments=2')
                END AS snippet
@@ -186,6 +188,7 @@ async def with_snippets(db: asyncpg.Connection, hits: list[Hit], query: str) -> 
         """,
         [hit.row["id"] for hit in hits],
         query,
+        SNIPPET_CHARS,
     )
     by_id = {row["id"]: row for row in rows}
     return [Hit(by_id[hit.row["id"]], hit.semantic_score, hit.keyword_score, hit.score)
