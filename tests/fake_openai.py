@@ -7,6 +7,7 @@ inputs get equal vectors) and, when told to, answers 429 with Retry-After, 500, 
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 import time
 from collections import deque
@@ -18,7 +19,6 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from shared.embedding.hashed import HashEmbedder
-from shared.stack.processes import free_port
 
 
 @dataclass
@@ -30,7 +30,7 @@ class FakeOpenAI:
     always: str = "ok"
     inputs: list[str] = field(default_factory=list)
     answers: list[int] = field(default_factory=list)
-    port: int = field(default_factory=free_port)
+    port: int = 0  # the port the server listens on, known once it is entered
 
     @property
     def base_url(self) -> str:
@@ -62,12 +62,19 @@ class FakeOpenAI:
             return JSONResponse({"object": "list", "data": data, "model": body["model"],
                                  "usage": {"prompt_tokens": 0, "total_tokens": 0}})  # fmt: skip
 
-        self._server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_config=None))
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
+        # The socket is bound here and handed to uvicorn, so no other program can take the port
+        # between choosing it and listening on it.
+        listening = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listening.bind(("127.0.0.1", 0))
+        self.port = int(listening.getsockname()[1])
+        self._server = uvicorn.Server(uvicorn.Config(app, log_config=None))
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [listening]}, daemon=True)
         self._thread.start()
         deadline = time.monotonic() + 10
-        while not self._server.started and time.monotonic() < deadline:
+        while not self._server.started and self._thread.is_alive() and time.monotonic() < deadline:
             time.sleep(0.02)
+        if not self._server.started:
+            raise RuntimeError(f"the fake OpenAI server did not start on port {self.port}")
         return self
 
     def __exit__(self, *_: object) -> None:
