@@ -1,4 +1,4 @@
-"""Cluster changes that more than one service makes: removing members, recomputing, actioning.
+"""Cluster changes that more than one service makes: removing members, updating totals, actioning.
 
 The cluster service assigns messages; the search service actions clusters and erases parties.
 Both go through these functions, inside a transaction with the tenant set (shared/db.py).
@@ -7,12 +7,14 @@ Both go through these functions, inside a transaction with the tenant set (share
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
 import asyncpg
+import numpy as np
 from aiokafka import AIOKafkaProducer
 
 from shared.records import Reply
@@ -35,43 +37,84 @@ class ActionedCluster:
     replies: int
 
 
-async def recompute(db: asyncpg.Connection, cluster_ids: Iterable[UUID]) -> None:
-    """Set size, channel count, centroid and preview from the members; a cluster left empty is deleted."""
-    ids = sorted(set(cluster_ids))
-    if not ids:
+@dataclass(frozen=True)
+class MemberVector:
+    """What a member adds to its cluster's totals: its unit vector and its channel."""
+
+    vector: np.ndarray
+    channel_cid: str
+
+
+async def update_totals(
+    db: asyncpg.Connection,
+    cluster_id: UUID,
+    joined: Sequence[MemberVector] = (),
+    left: Sequence[MemberVector] = (),
+) -> None:
+    """Bring size, centroid, channel count and preview up to date after members joined or left
+    (their rows already changed); a cluster left empty is deleted.
+
+    The work does not grow with the cluster: the centroid moves by the vectors that came and went,
+    only the channels they belong to are counted, and the preview is the first member in the
+    (cluster, time) index. A creator's viral question can gather thousands of members.
+    """
+    cluster = await db.fetchrow("SELECT size, centroid FROM clusters WHERE id = $1 FOR UPDATE", cluster_id)
+    if cluster is None:
         return
+    size = cluster["size"] + len(joined) - len(left)
+    if size <= 0:
+        await db.execute("DELETE FROM clusters WHERE id = $1", cluster_id)
+        return
+    before = 0.0 if cluster["centroid"] is None else cluster["centroid"].to_numpy().astype(np.float64) * cluster["size"]
+    total = before + sum(member.vector for member in joined) - sum(member.vector for member in left)
     await db.execute(
         """
-        UPDATE clusters c
-        SET size = s.size, channel_count = s.channel_count, centroid = s.centroid,
-            preview_text = s.preview_text, updated_at = now()
-        FROM (
-            SELECT m.cluster_id, count(*)::int AS size, count(DISTINCT m.channel_cid)::int AS channel_count,
-                   avg(m.embedding) AS centroid,
-                   (array_agg(msg.text ORDER BY m.message_created_at, msg.message_id))[1] AS preview_text
-            FROM cluster_members m JOIN streamchat_messages msg ON msg.id = m.message_id
-            WHERE m.cluster_id = ANY($1::uuid[])
-            GROUP BY m.cluster_id
-        ) s
-        WHERE c.id = s.cluster_id
+        UPDATE clusters
+        SET size = $2, centroid = $3, channel_count = channel_count + $4, updated_at = now(),
+            preview_text = (
+                SELECT msg.text FROM cluster_members m JOIN streamchat_messages msg ON msg.id = m.message_id
+                WHERE m.cluster_id = $1 ORDER BY m.message_created_at, msg.message_id LIMIT 1
+            )
+        WHERE id = $1
         """,
-        ids,
+        cluster_id,
+        size,
+        (total / size).astype(np.float32),
+        await _channel_change(db, cluster_id, joined, left),
     )
-    await db.execute(
-        "DELETE FROM clusters c WHERE c.id = ANY($1::uuid[]) "
-        "AND NOT EXISTS (SELECT FROM cluster_members m WHERE m.cluster_id = c.id)",
-        ids,
+
+
+async def _channel_change(
+    db: asyncpg.Connection, cluster_id: UUID, joined: Sequence[MemberVector], left: Sequence[MemberVector]
+) -> int:
+    """How many channels the cluster gained (positive) or lost (negative) with these members."""
+    came = Counter(member.channel_cid for member in joined)
+    went = Counter(member.channel_cid for member in left)
+    rows = await db.fetch(
+        "SELECT channel_cid, count(*)::int AS members FROM cluster_members "
+        "WHERE cluster_id = $1 AND channel_cid = ANY($2::text[]) GROUP BY channel_cid",
+        cluster_id,
+        sorted(came | went),
+    )
+    now = {row["channel_cid"]: row["members"] for row in rows}
+    return sum(
+        int(now.get(channel, 0) > 0) - int(now.get(channel, 0) - came[channel] + went[channel] > 0)
+        for channel in came | went
     )
 
 
 async def remove_members(db: asyncpg.Connection, message_ids: Iterable[UUID]) -> set[UUID]:
-    """Take messages out of their clusters and recompute those; returns the clusters touched."""
+    """Take messages out of their clusters and update those; returns the clusters touched."""
     rows = await db.fetch(
-        "DELETE FROM cluster_members WHERE message_id = ANY($1::uuid[]) RETURNING cluster_id", list(message_ids)
+        "DELETE FROM cluster_members WHERE message_id = ANY($1::uuid[]) RETURNING cluster_id, channel_cid, embedding",
+        list(message_ids),
     )
-    touched = {row["cluster_id"] for row in rows}
-    await recompute(db, touched)
-    return touched
+    left: dict[UUID, list[MemberVector]] = defaultdict(list)
+    for row in rows:
+        left[row["cluster_id"]].append(MemberVector(row["embedding"].to_numpy(), row["channel_cid"]))
+    for cluster_id in sorted(left):
+        await update_totals(db, cluster_id, left=left[cluster_id])
+    return set(left)
 
 
 async def action_cluster(

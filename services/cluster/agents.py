@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import defaultdict
 from uuid import UUID
 
 import asyncpg
@@ -119,7 +120,7 @@ class Clusterer:
         else:
             cluster_id, similarity, outcome = await store.open_cluster(db, document.tenant_id, creator_id), None, "new"
         await store.add_member(db, document.tenant_id, cluster_id, message, similarity, vector, content_hash)
-        await clusters.recompute(db, [cluster_id])
+        await clusters.update_totals(db, cluster_id, joined=[clusters.MemberVector(vector, message.channel_cid)])
         await self._rehome(db, creator_id, cluster_id)
         CLUSTER_SIZE.observe(await store.size_of_cluster_of(db, message))
         return outcome
@@ -139,7 +140,8 @@ class Clusterer:
         )
         sums = {cluster: total for cluster, total, _ in near.clusters}
         counts = {cluster: size for cluster, _, size in near.clusters}
-        moved: set[UUID] = set()
+        joined: dict[UUID, list[clusters.MemberVector]] = defaultdict(list)
+        left: dict[UUID, list[clusters.MemberVector]] = defaultdict(list)
         for member in near.members:
             own = member.cluster_id
             own_similarity = (
@@ -156,9 +158,11 @@ class Clusterer:
                 sums[best] = sums[best] + member.vector
                 counts[best] += 1
                 await store.move_member(db, member.message_id, best, others[best])
-                moved |= {own, best}
+                left[own].append(clusters.MemberVector(member.vector, member.channel_cid))
+                joined[best].append(clusters.MemberVector(member.vector, member.channel_cid))
                 ASSIGNMENTS.labels("moved").inc()
-        await clusters.recompute(db, moved)
+        for changed in sorted(joined.keys() | left.keys()):
+            await clusters.update_totals(db, changed, joined[changed], left[changed])
 
     async def count_open_clusters(self, every_seconds: float = 15.0) -> None:
         """Keep the open-clusters gauge current, per tenant."""

@@ -151,6 +151,7 @@ async def open_cluster_count(db: asyncpg.Connection) -> int:
 class Member:
     message_id: UUID
     cluster_id: UUID
+    channel_cid: str
     vector: np.ndarray
 
 
@@ -180,7 +181,7 @@ async def neighbourhood(
     small = [row["id"] for row in near if row["size"] <= most_members]
     rows = await db.fetch(
         """
-        SELECT m.message_id, m.cluster_id, m.embedding
+        SELECT m.message_id, m.cluster_id, m.channel_cid, m.embedding
         FROM cluster_members m JOIN streamchat_messages s ON s.id = m.message_id
         WHERE m.cluster_id = ANY($1::uuid[])
         ORDER BY m.message_created_at, s.message_id
@@ -189,7 +190,7 @@ async def neighbourhood(
     )
     return Neighbourhood(
         [(row["id"], row["centroid"].to_numpy() * row["size"], row["size"]) for row in near],
-        [Member(row["message_id"], row["cluster_id"], row["embedding"].to_numpy()) for row in rows],
+        [Member(row["message_id"], row["cluster_id"], row["channel_cid"], row["embedding"].to_numpy()) for row in rows],
     )
 
 

@@ -59,11 +59,12 @@ async def test_clusters_equal_what_their_members_say_after_a_random_sequence(pip
     await pipeline.settled(f"SELECT count(*) FROM ({MEMBER_OF}) found", 1, "last")
 
     async with tenant_transaction(pipeline.ingest.pool, pipeline.ingest.tenant.id) as db:
-        clusters = await db.fetch("SELECT id, size, channel_count, centroid FROM clusters")
+        clusters = await db.fetch("SELECT id, size, channel_count, centroid, preview_text FROM clusters")
         members = await db.fetch(
-            "SELECT m.cluster_id, m.channel_cid, m.embedding, e.embedding AS current, s.message_id "
+            "SELECT m.cluster_id, m.channel_cid, m.embedding, e.embedding AS current, s.message_id, s.text "
             "FROM cluster_members m JOIN streamchat_messages s ON s.id = m.message_id "
-            "JOIN document_embeddings e ON e.document_id = s.document_id AND e.content_hash = s.content_hash"
+            "JOIN document_embeddings e ON e.document_id = s.document_id AND e.content_hash = s.content_hash "
+            "ORDER BY m.message_created_at, s.message_id"
         )
         member_count = await db.fetchval("SELECT count(*) FROM cluster_members")
 
@@ -74,6 +75,7 @@ async def test_clusters_equal_what_their_members_say_after_a_random_sequence(pip
         assert cluster["channel_count"] == len({member["channel_cid"] for member in own})
         vectors = [member["embedding"].to_numpy() for member in own]
         assert np.allclose(cluster["centroid"].to_numpy(), np.mean(vectors, axis=0), atol=1e-5)
+        assert cluster["preview_text"] == own[0]["text"], "the preview is the earliest member's text"
         for member in own:
             current = member["current"].to_numpy()
             assert np.allclose(member["embedding"].to_numpy(), current / np.linalg.norm(current), atol=1e-5)
