@@ -11,6 +11,7 @@ from aiokafka.errors import KafkaError
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.ingest.metrics import EVENTS_ACCEPTED, PRODUCE_SECONDS, REQUESTS, SIGNATURE_FAILURES
 from services.ingest.requests import RequestProblem, parse_json, read_body
@@ -40,12 +41,33 @@ def add_ingest_routes(app: FastAPI) -> None:
             body["problems"] = problem.problems
         return JSONResponse(body, status_code=problem.status)
 
-    @app.middleware("http")
-    async def count_requests(request: Request, call_next: Any) -> Any:
-        response = await call_next(request)
-        route = request.scope.get("route")
-        REQUESTS.labels(getattr(route, "path", "unmatched"), str(response.status_code)).inc()
-        return response
+    app.add_middleware(RequestCounter)
+
+
+class RequestCounter:
+    """Counts answers by endpoint and status. A plain ASGI wrapper: a function middleware
+    (`@app.middleware`) would run each request in a task and memory streams of its own."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500
+
+        async def send_and_note(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        finally:
+            # The router records the matched route in the request's scope.
+            REQUESTS.labels(getattr(scope.get("route"), "path", "unmatched"), str(status)).inc()
 
 
 @router.post("/webhooks/streamchat", summary="StreamChat push webhook")

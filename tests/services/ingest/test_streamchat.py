@@ -98,6 +98,8 @@ async def test_a_retried_delivery_adds_nothing(ingest: Ingest) -> None:
 
 
 def test_signatures_made_as_streamchat_makes_them_are_accepted_and_tampering_is_not(ingest: Ingest) -> None:
+    accepted = MetricDelta("chorus_ingest_requests_total", endpoint="/webhooks/streamchat", status="200")
+    refused = MetricDelta("chorus_ingest_requests_total", endpoint="/webhooks/streamchat", status="401")
     body = json.dumps(sample("streamchat_events")[0]).encode()
     signature = sign(body)
     assert verify_signature(body, signature, APP_SECRET)
@@ -128,6 +130,10 @@ def test_signatures_made_as_streamchat_makes_them_are_accepted_and_tampering_is_
     assert ingest.client.post("/webhooks/streamchat", content=body, headers=unknown_app).status_code == 401
     missing = ingest.client.post("/webhooks/streamchat", content=body, headers=headers)
     assert missing.status_code == 401
+    assert (accepted.delta(), refused.delta()) == (1, 4), "every answer is counted by endpoint and status"
+    unmatched = MetricDelta("chorus_ingest_requests_total", endpoint="unmatched", status="404")
+    assert ingest.client.get("/no-such-path").status_code == 404
+    assert unmatched.delta() == 1
 
 
 async def test_a_gzip_body_is_verified_over_its_uncompressed_bytes(ingest: Ingest) -> None:
