@@ -40,18 +40,18 @@ def onnx_model(cache: Path, variant: str) -> Path:
 class LocalEmbedder:
     """Embeds on this machine's CPU; `threads` bounds the cores one batch may use."""
 
-    def __init__(self, cache: Path, variant: str = "int8", threads: int = 2) -> None:
+    def __init__(self, cache: Path, variant: str = "int8", threads: int = 2, *, spin: bool = False) -> None:
         self.model = f"{MODEL_NAME}-{variant}" if variant != "fp32" else MODEL_NAME
         self.dimensions = DIMENSIONS
         self.max_batch = 128
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
-        # Idle worker threads sleep instead of spinning for more work. The model shares the cores
-        # with Postgres, Kafka and the other services: with two busy processes beside it, spinning
-        # doubled its CPU per text (3.0 against 1.6 ms in batches of 32) and lowered its rate; on
-        # an idle machine it is about a sixth faster (docs/embed.md).
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # By default idle worker threads sleep instead of spinning for more work: the model shares
+        # the cores with Postgres, Kafka and the other services, and with two busy processes beside
+        # it spinning doubled its CPU per text (3.0 against 1.6 ms in batches of 32). On an idle
+        # machine spinning is about a seventh faster (docs/embed.md).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
         self._session = onnxruntime.InferenceSession(
             str(onnx_model(cache, variant)), options, providers=["CPUExecutionProvider"]
         )

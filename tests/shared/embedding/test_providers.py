@@ -4,7 +4,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from shared.embedding import ProviderError
+from shared.embedding import ProviderError, create_provider
 from shared.embedding.local import LocalEmbedder
 from shared.embedding.openai_provider import (
     MAX_INPUTS_PER_REQUEST,
@@ -13,6 +13,8 @@ from shared.embedding.openai_provider import (
     request_batches,
     truncate_to_tokens,
 )
+from shared.embedding.settings import EmbeddingSettings
+from shared.settings import load
 from tests.conftest import REPO_ROOT
 from tests.fake_openai import FakeOpenAI
 
@@ -34,6 +36,14 @@ def test_the_onnx_model_matches_sentence_transformers(model_cache: Path, variant
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
     assert [embedding.truncated for embedding in embeddings][-1] is True
     assert not any(embedding.truncated for embedding in embeddings[:-1])
+
+
+def test_the_model_threads_spin_only_when_the_settings_say_so(model_cache: Path) -> None:
+    for env, expected in (({}, "0"), ({"CHORUS_LOCAL_MODEL_SPIN": "true"}, "1")):
+        embedder = create_provider(load(EmbeddingSettings, {"CHORUS_MODEL_CACHE": str(model_cache), **env}))
+        assert isinstance(embedder, LocalEmbedder)
+        options = embedder._session.get_session_options()
+        assert options.get_session_config_entry("session.intra_op.allow_spinning") == expected
 
 
 def test_the_onnx_build_is_reproducible(model_cache: Path, tmp_path: Path) -> None:
