@@ -27,7 +27,7 @@ from bench.webhooks import direct_message, webhook_headers
 SENDERS = 16  # connections; enough that answers of up to 160 ms keep 100 webhooks/s going
 
 
-def _send(env: dict[str, str], run: str, rate: float, duration: float) -> dict[str, datetime]:
+def _send(env: dict[str, str], run: str, rate: float, duration: float, creators: int) -> dict[str, datetime]:
     """One webhook every 1/rate seconds, handed to a pool of keep-alive connections so that a slow
     answer does not slow the rate. The standard library's client costs the machine little CPU:
     the load generator stands in for StreamChat's servers and should not compete with the stack."""
@@ -41,8 +41,8 @@ def _send(env: dict[str, str], run: str, rate: float, duration: float) -> dict[s
         while (number := due.get()) is not None:
             message_id = f"fresh-{run}-{number}"
             text = f"fan {number} of run {run} asks when the next stream starts"
-            body = json.dumps(direct_message(f"fresh-creator-{run}", f"fan-{number}", message_id, text,
-                                             datetime.now(UTC))).encode()  # fmt: skip
+            creator = f"fresh-creator-{run}-{number % creators}"
+            body = json.dumps(direct_message(creator, f"fan-{number}", message_id, text, datetime.now(UTC))).encode()
             headers = webhook_headers(body, env["CHORUS_STREAMCHAT_API_KEY"], env["CHORUS_STREAMCHAT_API_SECRET"],
                                       message_id)  # fmt: skip
             sent[message_id] = datetime.now(UTC)
@@ -83,11 +83,11 @@ async def _searchable(env: dict[str, str], sent: dict[str, datetime], within: fl
     return {row["message_id"]: (row["embedded_at"] - sent[row["message_id"]]).total_seconds() for row in rows}
 
 
-async def main(rate: float, duration: float) -> None:
+async def main(rate: float, duration: float, creators: int) -> None:
     env = demo_env()
     run = uuid.uuid4().hex[:8]
     cpu_before, started = cpu_seconds(), time.perf_counter()
-    sent = await asyncio.to_thread(_send, env, run, rate, duration)
+    sent = await asyncio.to_thread(_send, env, run, rate, duration, creators)
     latencies = list((await _searchable(env, sent, within=120)).values())
     used, elapsed = used_since(cpu_before), time.perf_counter() - started
     cpu_per_event = {part: 1000 * seconds / len(sent) for part, seconds in used.items()}
@@ -123,5 +123,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rate", type=float, default=100.0)
     parser.add_argument("--duration", type=float, default=60.0)
+    parser.add_argument("--creators", type=int, default=1, help="creators the messages are spread over")
     arguments = parser.parse_args()
-    asyncio.run(main(arguments.rate, arguments.duration))
+    asyncio.run(main(arguments.rate, arguments.duration, arguments.creators))

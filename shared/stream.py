@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, TypeVar
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 # A handler may return the acknowledgements of records it sent; they are awaited before the
 # offsets are committed, so a batch's output is produced in parallel but never lost.
 KafkaRecord: TypeAlias = ConsumerRecord[bytes, bytes]
+T = TypeVar("T")
 Handler = Callable[[KafkaRecord], Awaitable[list[asyncio.Future[Any]] | None]]
 
 # Failures of what a record's work depends on, not of the record: wait and try the same record again.
@@ -97,10 +98,10 @@ async def _consume(agent: Agent, bootstrap: str, producer: AIOKafkaProducer) -> 
             if agent.handle_batch is not None:
                 acknowledgements = await _attempt(agent, producer, records, partial(agent.handle_batch, records))
             else:
-                assert agent.handle is not None
-                for record in records:
-                    with bound(correlation_id=correlation_of(record.headers), topic=record.topic, offset=record.offset):
-                        acknowledgements += await _attempt(agent, producer, [record], partial(agent.handle, record))
+                # Partitions are worked on side by side, each in order: records that must be
+                # ordered share a key, and so a partition.
+                for sent in await _side_by_side(_handle_in_order(agent, producer, taken) for taken in batches.values()):
+                    acknowledgements += sent
             await asyncio.gather(*acknowledgements)
             # Committed only now: every record up to here is durably processed or dead-lettered.
             await consumer.commit({partition: taken[-1].offset + 1 for partition, taken in batches.items()})
@@ -109,6 +110,30 @@ async def _consume(agent: Agent, bootstrap: str, producer: AIOKafkaProducer) -> 
                 _record_lag(agent, consumer.highwater(partition), taken[-1].offset + 1, partition)
     finally:
         await consumer.stop()
+
+
+async def _side_by_side(works: Iterable[Awaitable[T]]) -> list[T]:
+    """Run `works` at once; when one fails, the others are cancelled before the failure is raised,
+    so that no work goes on behind a consumer that is being restarted."""
+    tasks = [asyncio.ensure_future(work) for work in works]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+
+
+async def _handle_in_order(
+    agent: Agent, producer: AIOKafkaProducer, records: list[KafkaRecord]
+) -> list[asyncio.Future[Any]]:
+    assert agent.handle is not None
+    acknowledgements: list[asyncio.Future[Any]] = []
+    for record in records:
+        with bound(correlation_id=correlation_of(record.headers), topic=record.topic, offset=record.offset):
+            acknowledgements += await _attempt(agent, producer, [record], partial(agent.handle, record))
+    return acknowledgements
 
 
 async def _take(agent: Agent, consumer: AIOKafkaConsumer) -> dict[TopicPartition, list[KafkaRecord]]:
