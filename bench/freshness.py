@@ -46,9 +46,14 @@ def _send(env: dict[str, str], run: str, rate: float, duration: float, creators:
             headers = webhook_headers(body, env["CHORUS_STREAMCHAT_API_KEY"], env["CHORUS_STREAMCHAT_API_SECRET"],
                                       message_id)  # fmt: skip
             sent[message_id] = datetime.now(UTC)
-            connection.request("POST", "/webhooks/streamchat", body, headers)
-            answer = connection.getresponse()
-            answer.read()
+            try:
+                connection.request("POST", "/webhooks/streamchat", body, headers)
+                answer = connection.getresponse()
+                answer.read()
+            except (OSError, http.client.HTTPException) as error:
+                refused.append(f"{message_id}: {error!r}")
+                connection.close()  # the next request opens a new connection
+                continue
             if answer.status != 200:
                 refused.append(f"{message_id}: {answer.status}")
         connection.close()
@@ -65,7 +70,7 @@ def _send(env: dict[str, str], run: str, rate: float, duration: float, creators:
     for sender in senders:
         sender.join()
     if refused:
-        raise SystemExit(f"ingest refused {len(refused)} webhooks, the first: {refused[0]}")
+        raise SystemExit(f"{len(refused)} webhooks were not accepted, the first: {refused[0]}")
     return sent
 
 
@@ -112,6 +117,7 @@ async def main(rate: float, duration: float, creators: int) -> None:
         {
             "rate_per_second": rate,
             "duration_s": duration,
+            "creators": creators,
             "provider": "the stack's (make up: local int8)",
             "seconds_until_all_searchable": elapsed,
             "cores": os.cpu_count(),
