@@ -158,8 +158,9 @@ class Clusterer:
                 sums[best] = sums[best] + member.vector
                 counts[best] += 1
                 await store.move_member(db, member.message_id, best, others[best])
-                left[own].append(clusters.MemberVector(member.vector, member.channel_cid))
-                joined[best].append(clusters.MemberVector(member.vector, member.channel_cid))
+                moving = clusters.MemberVector(member.vector, member.channel_cid)
+                left[own].append(moving)
+                joined[best].append(moving)
                 ASSIGNMENTS.labels("moved").inc()
         for changed in sorted(joined.keys() | left.keys()):
             await clusters.update_totals(db, changed, joined[changed], left[changed])
