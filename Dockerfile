@@ -6,6 +6,7 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY shared ./shared
 COPY services ./services
+COPY launcher ./launcher
 RUN pip install --no-cache-dir . && useradd --system --no-create-home chorus
 USER chorus
 CMD ["python", "-m", "services.search"]

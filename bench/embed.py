@@ -25,13 +25,13 @@ import httpx
 import numpy as np
 
 from bench.report import Figure, demo_env, report
+from launcher.stack.processes import free_port, spawn, stop
 from shared import tenants, topics
 from shared.db import create_pool, tenant_transaction
 from shared.embedding.local import LocalEmbedder
 from shared.hashing import text_hash
 from shared.kafka import create_producer, ensure_topics
 from shared.records import Document, utcnow
-from shared.stack.processes import free_port, spawn, stop
 
 INTENTS = Path("bench") / "data" / "dm_intents.jsonl"
 MODELS = Path(".chorus") / "models"

@@ -20,7 +20,7 @@ from pgvector.asyncpg import register_vector
 
 from bench.report import Figure, report
 from bench.search import CENTRES, DIMENSIONS, near_centres, unit
-from shared.stack.local import LocalStack, ensure_database, with_database
+from launcher.stack.local import LocalStack, ensure_database, with_database
 
 DATABASE = "chorus_bench_hnsw"
 PARAMETERS = [(16, 64), (12, 40), (8, 32)]  # pgvector's defaults first; Chorus ships (12, 40)

@@ -16,8 +16,8 @@ from typing import Any
 
 import asyncpg
 
+from launcher.stack.local import read_env_file
 from shared.db import create_pool, tenant_transaction
-from shared.stack.local import read_env_file
 
 RESULTS = Path(".chorus") / "bench"
 DEMO_ENV = Path(".chorus") / "demo.env"

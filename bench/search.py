@@ -31,6 +31,8 @@ import httpx
 import numpy as np
 
 from bench.report import Figure, median, percentile, report
+from launcher.stack.local import LocalStack, ensure_database, with_database
+from launcher.stack.processes import free_port, spawn, stop
 from services.search import queries as search_queries
 from services.search.settings import SearchSettings
 from shared import tenants
@@ -38,8 +40,6 @@ from shared.db import create_pool, tenant_transaction
 from shared.embedding.local import MODEL_NAME
 from shared.hashing import text_hash
 from shared.migrate import migrate
-from shared.stack.local import LocalStack, ensure_database, with_database
-from shared.stack.processes import free_port, spawn, stop
 
 DATABASE = "chorus_bench_search"
 TENANT = "bench-search"

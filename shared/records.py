@@ -32,27 +32,6 @@ class Record(BaseModel):
         return cls.model_validate_json(data)
 
 
-class RawStreamChatDelivery(Record):
-    """One StreamChat webhook delivery as ingest accepted it (chorus.raw.streamchat)."""
-
-    tenant_id: UUID
-    webhook_id: str
-    attempt: int | None = None
-    received_at: datetime
-    paid_channel_types: tuple[str, ...] = ()
-    correlation_id: str
-    body: dict[str, Any]
-
-
-class RawTavusDelivery(Record):
-    """One Tavus callback as ingest accepted it (chorus.raw.tavus)."""
-
-    tenant_id: UUID
-    received_at: datetime
-    correlation_id: str
-    body: dict[str, Any]
-
-
 class EventEnvelope(Record):
     """The generic event of `POST /v1/events` and chorus.raw.events.
 

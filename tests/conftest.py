@@ -20,12 +20,12 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
+from launcher.stack.broker import KafkaBroker
+from launcher.stack.postgres import EmbeddedPostgres
+from launcher.stack.processes import free_port
 from shared.db import create_pool
 from shared.kafka import ensure_topics
 from shared.migrate import migrate
-from shared.stack.broker import KafkaBroker
-from shared.stack.postgres import EmbeddedPostgres
-from shared.stack.processes import free_port
 
 # `stack_env` and the rest of tests/stack.py, for the tests that run `chorus up` itself.
 pytest_plugins = ["tests.stack"]

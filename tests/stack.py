@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from shared.stack.processes import free_port
+from launcher.stack.processes import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_chorus(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "shared.cli", *args],
+        [sys.executable, "-m", "launcher.cli", *args],
         env=env,
         cwd=REPO_ROOT,
         capture_output=True,

@@ -1,6 +1,6 @@
 import re
 
-from shared.cli import settings_table
+from launcher.cli import settings_table
 from tests.conftest import REPO_ROOT
 
 

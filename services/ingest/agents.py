@@ -15,13 +15,14 @@ from aiokafka import AIOKafkaProducer
 from services.ingest import store
 from services.ingest.events import VCON_SOURCE, documents_of, event_content_hash, vcon_tenant
 from services.ingest.metrics import DOCUMENTS_EMITTED, DUPLICATES, IGNORED_EVENTS
+from services.ingest.records import RawStreamChatDelivery, RawTavusDelivery
 from services.ingest.streamchat import MESSAGE_EVENTS, MessageEvent, event_type, parse_message_event
 from services.ingest.tavus import SPOKEN_ROLES, Callback, parse_callback
 from shared import topics
 from shared.db import tenant_transaction
 from shared.hashing import normalize_text, text_hash
 from shared.kafka import correlation_headers
-from shared.records import Document, EventEnvelope, RawStreamChatDelivery, RawTavusDelivery, utcnow
+from shared.records import Document, EventEnvelope, utcnow
 from shared.stream import Agent, InvalidRecord, KafkaRecord
 from shared.tenants import resolve_tenant
 

@@ -13,7 +13,9 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from services.ingest import credentials
 from services.ingest.metrics import EVENTS_ACCEPTED, PRODUCE_SECONDS, REQUESTS, SIGNATURE_FAILURES
+from services.ingest.records import RawStreamChatDelivery, RawTavusDelivery
 from services.ingest.requests import RequestProblem, parse_json, read_body
 from services.ingest.settings import IngestSettings
 from services.ingest.streamchat import MESSAGE_EVENTS, creator_key, event_type, signature_is_valid
@@ -21,7 +23,7 @@ from services.ingest.tavus import parse_callback
 from shared import tenants, topics
 from shared.hashing import sha256
 from shared.kafka import correlation_headers
-from shared.records import EventEnvelope, RawStreamChatDelivery, RawTavusDelivery, utcnow
+from shared.records import EventEnvelope, utcnow
 from shared.service import Resources, answer_unavailable
 from shared.stream import InvalidRecord
 
@@ -74,7 +76,7 @@ class RequestCounter:
 async def receive_streamchat(request: Request) -> JSONResponse:
     resources, settings = _context(request)
     body = await read_body(request, settings.max_body_bytes)
-    app = await tenants.streamchat_app(resources.pool, request.headers.get("x-api-key", ""))
+    app = await credentials.streamchat_app(resources.pool, request.headers.get("x-api-key", ""))
     if app is None:
         SIGNATURE_FAILURES.labels("streamchat").inc()
         raise RequestProblem(401, "X-Api-Key names no StreamChat app known to Chorus")
@@ -108,7 +110,7 @@ async def receive_streamchat(request: Request) -> JSONResponse:
 async def receive_tavus(request: Request) -> JSONResponse:
     resources, settings = _context(request)
     token = request.headers.get("x-chorus-token") or request.query_params.get("token") or ""
-    tenant_id = await tenants.tenant_for_tavus_token(resources.pool, token) if token else None
+    tenant_id = await credentials.tenant_for_tavus_token(resources.pool, token) if token else None
     if tenant_id is None:
         SIGNATURE_FAILURES.labels("tavus").inc()
         raise RequestProblem(401, "a valid X-Chorus-Token header or token query parameter is required")

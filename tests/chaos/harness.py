@@ -26,11 +26,12 @@ from uuid import UUID
 import httpx
 
 from bench.webhooks import direct_message, webhook_headers
+from launcher.stack.local import LocalStack
+from launcher.stack.processes import running_pid
+from services.ingest import credentials
 from shared import tenants, topics
 from shared.db import create_pool, tenant_transaction
 from shared.kafka import create_consumer
-from shared.stack.local import LocalStack
-from shared.stack.processes import running_pid
 
 KILLABLE = ("ingest", "embed", "cluster")
 # What happens to the stack while the events stream, in order, evenly spread over the stream.
@@ -201,9 +202,9 @@ async def create_tenant(stack: LocalStack, name: str) -> Tenant:
     try:
         tenant_id = await tenants.create_tenant(pool, name)
         app_key, app_secret = f"{name}-app", f"{name}-secret"
-        await tenants.add_streamchat_app(pool, tenant_id, app_key, app_secret)
+        await credentials.add_streamchat_app(pool, tenant_id, app_key, app_secret)
         return Tenant(tenant_id, await tenants.create_api_key(pool, tenant_id),
-                      await tenants.create_tavus_token(pool, tenant_id), app_key, app_secret)  # fmt: skip
+                      await credentials.create_tavus_token(pool, tenant_id), app_key, app_secret)  # fmt: skip
     finally:
         await pool.close()
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.stack.local import LocalStack
-from shared.stack.processes import free_port
+from launcher.stack.local import LocalStack
+from launcher.stack.processes import free_port
 from tests.chaos.harness import (
     Chaos,
     Sender,

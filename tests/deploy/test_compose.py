@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 import yaml
 
+from launcher.stack.local import SERVICE_SETTINGS, StackSettings
 from shared.settings import CommonSettings, describe, load
-from shared.stack.local import SERVICE_SETTINGS, StackSettings
 from tests.conftest import REPO_ROOT
 
 COMPOSE = REPO_ROOT / "docker-compose.yml"

@@ -17,10 +17,10 @@ import pytest
 import yaml
 
 from bench.webhooks import direct_message, webhook_headers
+from launcher.stack.local import read_env_file
+from launcher.stack.prometheus import prometheus_binary
 from shared import topics
 from shared.kafka import create_producer
-from shared.stack.local import read_env_file
-from shared.stack.prometheus import prometheus_binary
 from tests.conftest import REPO_ROOT
 from tests.stack import run_chorus
 

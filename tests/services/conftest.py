@@ -15,6 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from bench.webhooks import signature
+from services.ingest import credentials
 from services.ingest.app import create_app
 from services.ingest.settings import IngestSettings
 from shared import tenants
@@ -83,9 +84,9 @@ class Ingest:
 
 async def make_tenant(pool: asyncpg.Pool, name: str, app_key: str = APP_KEY, app_secret: str = APP_SECRET) -> Tenant:
     tenant_id = await tenants.create_tenant(pool, name)
-    await tenants.add_streamchat_app(pool, tenant_id, app_key, app_secret)
+    await credentials.add_streamchat_app(pool, tenant_id, app_key, app_secret)
     return Tenant(
-        tenant_id, await tenants.create_api_key(pool, tenant_id), await tenants.create_tavus_token(pool, tenant_id)
+        tenant_id, await tenants.create_api_key(pool, tenant_id), await credentials.create_tavus_token(pool, tenant_id)
     )
 
 

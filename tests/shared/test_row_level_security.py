@@ -3,6 +3,7 @@ from uuid import UUID
 import asyncpg
 import pytest
 
+from services.ingest import credentials
 from shared import tenants
 from shared.db import tenant_transaction
 from tests.conftest import Database
@@ -19,8 +20,8 @@ ORDER BY c.relname
 async def _seed(pool: asyncpg.Pool, tenant_id: UUID, label: str) -> None:
     """One row in every tenant table, so that each can be checked for leaks."""
     await tenants.create_api_key(pool, tenant_id, label)
-    await tenants.add_streamchat_app(pool, tenant_id, f"app-{label}", "secret")
-    await tenants.create_tavus_token(pool, tenant_id)
+    await credentials.add_streamchat_app(pool, tenant_id, f"app-{label}", "secret")
+    await credentials.create_tavus_token(pool, tenant_id)
     async with tenant_transaction(pool, tenant_id) as db:
         document = await db.fetchval(
             "INSERT INTO documents (tenant_id, source, content_type, doc_key, text, content_hash) "

@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from launcher.stack.local import SERVICE_SETTINGS
+from launcher.stack.processes import free_port
 from shared.settings import load
-from shared.stack.local import SERVICE_SETTINGS
-from shared.stack.processes import free_port
 
 
 @pytest.mark.parametrize("service", list(SERVICE_SETTINGS))

@@ -7,9 +7,10 @@ from typing import Any
 import asyncpg
 
 from services.ingest.agents import Normalizer
+from services.ingest.records import RawStreamChatDelivery
 from shared import topics
 from shared.kafka import create_consumer, create_producer
-from shared.records import DeadLetter, RawStreamChatDelivery, utcnow
+from shared.records import DeadLetter, utcnow
 from shared.stream import run_agent
 from tests.conftest import Database
 from tests.metrics import MetricDelta

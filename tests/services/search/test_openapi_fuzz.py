@@ -14,10 +14,10 @@ import httpx
 import pytest
 import uvicorn
 
+from launcher.stack.processes import free_port
 from services.search.app import create_app
 from services.search.settings import SearchSettings
 from shared.settings import load
-from shared.stack.processes import free_port
 from tests.services.search.conftest import Search
 
 CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"

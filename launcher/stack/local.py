@@ -16,8 +16,14 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import httpx
 
+from launcher.stack.broker import KafkaBroker
+from launcher.stack.demo import load_demo_data
+from launcher.stack.postgres import EmbeddedPostgres
+from launcher.stack.processes import StackError, port_is_free, require_free_port, running_pid, spawn, stop
+from launcher.stack.prometheus import LocalPrometheus, prometheus_binary
 from services.cluster.settings import ClusterSettings
 from services.embed.settings import EmbedSettings
+from services.ingest import credentials
 from services.ingest.settings import IngestSettings
 from services.search.settings import SearchSettings
 from shared import tenants
@@ -25,11 +31,6 @@ from shared.db import create_pool
 from shared.kafka import ensure_topics
 from shared.migrate import migrate
 from shared.settings import load, setting
-from shared.stack.broker import KafkaBroker
-from shared.stack.demo import load_demo_data
-from shared.stack.postgres import EmbeddedPostgres
-from shared.stack.processes import StackError, port_is_free, require_free_port, running_pid, spawn, stop
-from shared.stack.prometheus import LocalPrometheus, prometheus_binary
 
 # The launcher knows the services; the services know nothing of it.
 SERVICE_SETTINGS: dict[str, Any] = {
@@ -245,11 +246,11 @@ class LocalStack:
             if await tenants.tenant_for_api_key(pool, api_key) != tenant_id:
                 api_key = await tenants.create_api_key(pool, tenant_id, "demo")
             tavus_token = previous.get("CHORUS_TAVUS_TOKEN", "")
-            if await tenants.tenant_for_tavus_token(pool, tavus_token) != tenant_id:
-                tavus_token = await tenants.create_tavus_token(pool, tenant_id)
-            app = await tenants.streamchat_app(pool, DEMO_APP_KEY)
+            if await credentials.tenant_for_tavus_token(pool, tavus_token) != tenant_id:
+                tavus_token = await credentials.create_tavus_token(pool, tenant_id)
+            app = await credentials.streamchat_app(pool, DEMO_APP_KEY)
             app_secret = app.api_secret if app is not None and app.tenant_id == tenant_id else secrets.token_hex(32)
-            await tenants.add_streamchat_app(pool, tenant_id, DEMO_APP_KEY, app_secret)
+            await credentials.add_streamchat_app(pool, tenant_id, DEMO_APP_KEY, app_secret)
         finally:
             await pool.close()
         return {

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 
-from shared.stack.processes import running_pid, spawn, stop
+from launcher.stack.processes import running_pid, spawn, stop
 
 ALERT_RULES = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "alerts.yml"
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 
-from shared.stack.processes import (
+from launcher.stack.processes import (
     StackError,
     port_is_free,
     require_free_port,

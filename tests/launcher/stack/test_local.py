@@ -6,8 +6,8 @@ from pathlib import Path
 
 import httpx
 
-from shared.stack.local import read_env_file
-from shared.stack.processes import pid_alive
+from launcher.stack.local import read_env_file
+from launcher.stack.processes import pid_alive
 from tests.stack import run_chorus
 
 
