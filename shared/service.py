@@ -18,9 +18,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, Info, generate_latest
 
 from shared import logging as chorus_logging
 from shared.db import create_pool, database_answers
+from shared.errors import TRANSIENT_ERRORS
 from shared.kafka import broker_answers, create_producer
 from shared.settings import CommonSettings, redacted
-from shared.stream import TRANSIENT_ERRORS
 
 log = logging.getLogger(__name__)
 

@@ -10,10 +10,9 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeAlias, TypeVar
 
-import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.errors import KafkaError
 
+from shared.errors import TRANSIENT_ERRORS
 from shared.kafka import correlation_of, create_consumer
 from shared.logging import bound
 from shared.metrics import CONSUMER_LAG, DEAD_LETTERS, PROCESSING_ERRORS, RECORDS_PROCESSED
@@ -26,27 +25,6 @@ log = logging.getLogger(__name__)
 KafkaRecord: TypeAlias = ConsumerRecord[bytes, bytes]
 T = TypeVar("T")
 Handler = Callable[[KafkaRecord], Awaitable[list[asyncio.Future[Any]] | None]]
-
-# Failures of what a record's work depends on, not of the record: wait and try the same record again.
-TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
-    OSError,
-    TimeoutError,
-    KafkaError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.TooManyConnectionsError,
-    asyncpg.SerializationError,
-    asyncpg.DeadlockDetectedError,
-    # A connection Postgres dropped mid-operation, used before asyncpg saw it close ("cannot
-    # switch to state 15; another operation (2) is in progress"), seen while Postgres restarts.
-    asyncpg.InternalClientError,
-)
-
-
-class InvalidRecord(ValueError):
-    """The record itself cannot be processed; it goes to the dead-letter topic with this reason."""
-
 
 BatchHandler = Callable[[list[KafkaRecord]], Awaitable[list[asyncio.Future[Any]]]]
 

@@ -16,8 +16,9 @@ from services.cluster.metrics import ASSIGNMENTS, CLUSTER_SIZE, OPEN_CLUSTERS
 from services.cluster.settings import ClusterSettings
 from shared import clusters, topics
 from shared.db import tenant_transaction
+from shared.errors import TRANSIENT_ERRORS
 from shared.records import EmbeddedDocument
-from shared.stream import TRANSIENT_ERRORS, Agent, KafkaRecord
+from shared.stream import Agent, KafkaRecord
 from shared.tenants import all_tenant_ids
 
 log = logging.getLogger(__name__)

@@ -20,10 +20,11 @@ from services.ingest.streamchat import MESSAGE_EVENTS, MessageEvent, event_type,
 from services.ingest.tavus import SPOKEN_ROLES, Callback, parse_callback
 from shared import topics
 from shared.db import tenant_transaction
+from shared.errors import InvalidRecord
 from shared.hashing import normalize_text, text_hash
 from shared.kafka import correlation_headers
 from shared.records import Document, EventEnvelope, utcnow
-from shared.stream import Agent, InvalidRecord, KafkaRecord
+from shared.stream import Agent, KafkaRecord
 from shared.tenants import resolve_tenant
 
 log = logging.getLogger(__name__)

@@ -6,9 +6,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from shared.errors import InvalidRecord
 from shared.hashing import canonical_json, normalize_text, sha256
 from shared.records import EventEnvelope
-from shared.stream import InvalidRecord
 
 VCON_SOURCE = "vcon"
 

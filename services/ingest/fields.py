@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.stream import InvalidRecord
+from shared.errors import InvalidRecord
 
 
 def parse_time(value: Any, name: str) -> datetime:

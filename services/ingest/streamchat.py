@@ -9,8 +9,8 @@ from datetime import datetime
 from typing import Any, Literal
 
 from services.ingest.fields import parse_time
+from shared.errors import InvalidRecord
 from shared.hashing import normalize_text
-from shared.stream import InvalidRecord
 
 MESSAGE_EVENTS = ("message.new", "message.updated", "message.deleted")
 # Members with these channel roles speak for the channel's owner: the creator.

@@ -7,8 +7,8 @@ from datetime import datetime
 from typing import Any
 
 from services.ingest.fields import parse_time
+from shared.errors import InvalidRecord
 from shared.hashing import json_hash, normalize_text
-from shared.stream import InvalidRecord
 
 SPOKEN_ROLES = ("user", "assistant")
 

@@ -21,11 +21,11 @@ from services.ingest.settings import IngestSettings
 from services.ingest.streamchat import MESSAGE_EVENTS, creator_key, event_type, signature_is_valid
 from services.ingest.tavus import parse_callback
 from shared import tenants, topics
+from shared.errors import InvalidRecord
 from shared.hashing import sha256
 from shared.kafka import correlation_headers
 from shared.records import EventEnvelope, utcnow
 from shared.service import Resources, answer_unavailable
-from shared.stream import InvalidRecord
 
 router = APIRouter()
 

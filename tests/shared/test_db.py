@@ -7,7 +7,7 @@ import pytest
 
 from shared import tenants
 from shared.db import tenant_transaction
-from shared.stream import TRANSIENT_ERRORS
+from shared.errors import TRANSIENT_ERRORS
 from tests.conftest import Database
 
 

@@ -7,7 +7,7 @@ from stream_chat.webhook import verify_signature
 
 from services.ingest.streamchat import parse_message_event
 from shared.db import tenant_transaction
-from shared.stream import InvalidRecord
+from shared.errors import InvalidRecord
 from tests.metrics import MetricDelta
 from tests.services.conftest import APP_KEY, APP_SECRET, Ingest, sample, sign
 
