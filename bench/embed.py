@@ -26,11 +26,12 @@ import numpy as np
 
 from bench.report import Figure, demo_env, report
 from launcher.stack.processes import free_port, spawn, stop
+from launcher.topics import ALL_TOPICS
 from shared import tenants, topics
 from shared.db import create_pool, tenant_transaction
 from shared.embedding.local import LocalEmbedder
 from shared.hashing import text_hash
-from shared.kafka import create_producer, ensure_topics
+from shared.kafka import TopicConfig, create_producer, ensure_topics
 from shared.records import Document, utcnow
 
 INTENTS = Path("bench") / "data" / "dm_intents.jsonl"
@@ -115,7 +116,7 @@ def quality() -> dict[str, float]:
 async def end_to_end(env: dict[str, str], provider: str, texts: list[str], variant: str = "int8") -> float:
     """docs/s through an embed service process of its own: publish to chorus.docs -> vector in Postgres."""
     prefix = f"bench-{uuid.uuid4().hex[:8]}."
-    await ensure_topics(env["CHORUS_KAFKA_BOOTSTRAP"], prefix, partitions=6)
+    await ensure_topics(env["CHORUS_KAFKA_BOOTSTRAP"], ALL_TOPICS, prefix, TopicConfig(partitions=6))
     pool = await create_pool(env["CHORUS_DATABASE_URL"], max_size=2)
     tenant_id = await tenants.create_tenant(pool, prefix.rstrip("."))
     ids = [uuid.uuid4() for _ in texts]

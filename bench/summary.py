@@ -7,7 +7,7 @@ import sys
 
 from bench.report import RESULTS
 
-BENCHMARKS = ("ingest", "embed", "cluster", "search", "freshness", "hnsw")
+BENCHMARKS = ("ingest", "embed", "cluster", "search", "relevance", "freshness", "hnsw")
 
 
 def main() -> None:

@@ -6,18 +6,14 @@ Both go through these functions, inside a transaction with the tenant set (share
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from uuid import UUID
+from uuid import UUID, uuid5
 
 import asyncpg
 import numpy as np
-from aiokafka import AIOKafkaProducer
-
-from shared.records import Reply
 
 MAX_RESPONSE_CHARS = 10_000
 
@@ -71,10 +67,7 @@ async def update_totals(
         """
         UPDATE clusters
         SET size = $2, centroid = $3, channel_count = channel_count + $4, updated_at = now(),
-            preview_text = (
-                SELECT msg.text FROM cluster_members m JOIN streamchat_messages msg ON msg.id = m.message_id
-                WHERE m.cluster_id = $1 ORDER BY m.message_created_at, msg.message_id LIMIT 1
-            )
+            preview_text = (SELECT text FROM chorus_cluster_members_in_order($1, how_many => 1))
         WHERE id = $1
         """,
         cluster_id,
@@ -117,13 +110,22 @@ async def remove_members(db: asyncpg.Connection, message_ids: Iterable[UUID]) ->
     return set(left)
 
 
-async def action_cluster(
-    db: asyncpg.Connection, producer: AIOKafkaProducer, replies_topic: str, cluster_id: UUID, response_text: str
-) -> ActionedCluster:
-    """Answer a cluster: store the response, mark it actioned and publish one reply per channel.
+# Listened to by the reply relay (services/ingest/outbox.py); Postgres sends it at commit only.
+REPLIES_CHANNEL = "chorus_replies"
 
-    The replies are acknowledged by Kafka before the caller commits: if publishing fails, the
-    cluster stays open and the creator can try again; a reply is never lost behind a commit.
+
+def reply_message_id(cluster_id: UUID, channel_cid: str) -> str:
+    """The StreamChat message id of a cluster's reply in one channel: the same on every attempt,
+    so StreamChat refuses a second copy of it."""
+    return f"chorus-{uuid5(cluster_id, channel_cid)}"
+
+
+async def action_cluster(db: asyncpg.Connection, cluster_id: UUID, response_text: str) -> ActionedCluster:
+    """Answer a cluster: store the response, mark it actioned and record one pending reply per channel.
+
+    The replies are rows of `reply_deliveries` in the caller's transaction (an outbox): they exist
+    exactly when the action committed, and the relay publishes them to chorus.replies after the
+    commit. Nothing is produced to Kafka here, so a failed commit leaves no reply behind.
     """
     if not response_text.strip():
         raise ValueError("response_text must not be empty")
@@ -152,18 +154,14 @@ async def action_cluster(
         """,
         cluster_id,
     )
-    sends = []
-    for channel in channels:
-        reply = Reply(
-            reply_id=f"{cluster_id}:{channel['channel_cid']}",
-            tenant_id=cluster["tenant_id"],
-            cluster_id=cluster_id,
-            creator_id=cluster["creator_id"],
-            channel_cid=channel["channel_cid"],
-            visitor_id=channel["visitor_id"],
-            response_text=response_text,
-            actioned_at=actioned_at,
-        )
-        sends.append(await producer.send(replies_topic, reply.to_bytes(), key=cluster["creator_id"].encode()))
-    await asyncio.gather(*sends)
+    await db.executemany(
+        "INSERT INTO reply_deliveries (tenant_id, cluster_id, channel_cid, visitor_id, message_id) "
+        "VALUES ($1, $2, $3, $4, $5)",
+        [
+            (cluster["tenant_id"], cluster_id, channel["channel_cid"], channel["visitor_id"],
+             reply_message_id(cluster_id, channel["channel_cid"]))
+            for channel in channels
+        ],
+    )  # fmt: skip
+    await db.execute("SELECT pg_notify($1, $2)", REPLIES_CHANNEL, str(cluster["tenant_id"]))
     return ActionedCluster(cluster_id, actioned_at, len(channels))

@@ -29,9 +29,16 @@ def _json_loads(text: str) -> Any:
     return json.loads(text)
 
 
+# A statement or an open transaction of a service never holds locks and a connection for long: a
+# stuck query or a client that died mid-transaction is ended by Postgres.
+SESSION_LIMITS = {"statement_timeout": "60s", "idle_in_transaction_session_timeout": "120s"}
+
+
 async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
-    """A pool whose connections know the vector and jsonb types."""
-    pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size, init=_init_connection)
+    """A pool whose connections know the vector and jsonb types, under SESSION_LIMITS."""
+    pool = await asyncpg.create_pool(
+        url, min_size=min_size, max_size=max_size, init=_init_connection, server_settings=SESSION_LIMITS
+    )
     assert pool is not None
     return pool
 

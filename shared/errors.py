@@ -11,7 +11,15 @@ from enum import Enum
 
 import asyncpg
 import pydantic
-from aiokafka.errors import KafkaError
+from aiokafka.errors import (
+    CorruptRecordException,
+    InvalidMessageError,
+    InvalidTimestampError,
+    KafkaError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+)
 
 # Failures of what a record's work depends on, not of the record: wait and try the same record again.
 TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
@@ -27,6 +35,12 @@ TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
     # A connection Postgres dropped mid-operation, used before asyncpg saw it close ("cannot
     # switch to state 15; another operation (2) is in progress"), seen while Postgres restarts.
     asyncpg.InternalClientError,
+    # A server shutting down, a cancelled statement (57P01, 57014...), a standby not yet promoted
+    # (25006): what a Postgres restart or failover looks like from a client.
+    asyncpg.OperatorInterventionError,
+    asyncpg.ReadOnlySQLTransactionError,
+    # A concurrent writer committed the same row first; the retry sees it.
+    asyncpg.UniqueViolationError,
 )
 
 
@@ -40,6 +54,14 @@ BAD_RECORD_ERRORS: tuple[type[Exception], ...] = (
     pydantic.ValidationError,
     UnicodeDecodeError,
     asyncpg.DataError,
+    asyncpg.IntegrityConstraintViolationError,
+    # Kafka refusing what a record would produce: waiting cannot make it smaller or valid.
+    MessageSizeTooLargeError,
+    RecordTooLargeError,
+    RecordListTooLargeError,
+    CorruptRecordException,
+    InvalidMessageError,
+    InvalidTimestampError,
 )
 
 
@@ -51,7 +73,8 @@ class Failure(Enum):
 
 def classify(error: BaseException) -> Failure:
     """Which of the three kinds of failure `error` is."""
-    if isinstance(error, BAD_RECORD_ERRORS):
+    # Bad records first: Kafka's refusals of a record are KafkaErrors too.
+    if isinstance(error, BAD_RECORD_ERRORS) and not isinstance(error, asyncpg.UniqueViolationError):
         return Failure.BAD_RECORD
     if isinstance(error, TRANSIENT_ERRORS):
         return Failure.TRANSIENT

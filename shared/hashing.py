@@ -22,9 +22,16 @@ def json_hash(value: Any) -> bytes:
     return sha256(canonical_json(value))
 
 
+# The longest text a document stores, in characters, after normalization: NFC can make a text
+# longer (a 200,000-character text of decomposable characters grew threefold), and a document
+# record must stay well inside Kafka's 1 MiB message limit.
+MAX_DOCUMENT_CHARS = 200_000
+
+
 def normalize_text(text: str) -> str:
-    """Text as it is stored and embedded: NFC, no NUL characters, no surrounding whitespace."""
-    return unicodedata.normalize("NFC", text).replace("\x00", "").strip()
+    """Text as it is stored and embedded: NFC, no NUL characters, no surrounding whitespace, at
+    most MAX_DOCUMENT_CHARS characters."""
+    return unicodedata.normalize("NFC", text).replace("\x00", "").strip()[:MAX_DOCUMENT_CHARS]
 
 
 def text_hash(text: str) -> bytes:

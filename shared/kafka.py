@@ -6,12 +6,15 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
-from shared.topics import ALL_TOPICS, Topic
+from shared.settings import CommonSettings
+from shared.topics import Topic
 
 log = logging.getLogger(__name__)
 
@@ -38,26 +41,50 @@ def create_consumer(bootstrap: str, group_id: str, *topics: str) -> AIOKafkaCons
     )
 
 
+@dataclass(frozen=True)
+class TopicConfig:
+    """How topics are created: settings, so that one broker and a cluster differ only in the environment."""
+
+    partitions: int = 6
+    replication_factor: int = 1
+    retention_hours: float = 168
+    raw_retention_hours: float = 168
+
+    @classmethod
+    def of(cls, settings: CommonSettings) -> TopicConfig:
+        return cls(
+            settings.topic_partitions,
+            settings.topic_replication_factor,
+            settings.topic_retention_hours,
+            settings.raw_topic_retention_hours,
+        )
+
+    def new_topic(self, topic: Topic[Any], prefix: str) -> NewTopic:
+        hours = self.raw_retention_hours if topic.raw else self.retention_hours
+        return NewTopic(
+            topic.full_name(prefix),
+            num_partitions=self.partitions,
+            replication_factor=self.replication_factor,
+            topic_configs={"retention.ms": str(int(hours * 3_600_000))},
+        )
+
+
 async def ensure_topics(
-    bootstrap: str,
-    prefix: str = "",
-    partitions: int = 6,
-    topics: tuple[Topic, ...] = ALL_TOPICS,
+    bootstrap: str, topics: Sequence[Topic[Any]], prefix: str = "", config: TopicConfig | None = None
 ) -> list[str]:
-    """Create any missing topic; returns the full names of all of them."""
+    """Create any of `topics` that is missing; returns the full names of all of them."""
+    config = config or TopicConfig()
     names = [topic.full_name(prefix) for topic in topics]
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        missing = [name for name in names if name not in existing]
+        missing = [topic for topic in topics if topic.full_name(prefix) not in existing]
         if missing:
             # Another process may create them between our listing and our request.
             with contextlib.suppress(TopicAlreadyExistsError):
-                await admin.create_topics(
-                    [NewTopic(name, num_partitions=partitions, replication_factor=1) for name in missing]
-                )
-            log.info("created topics", extra={"topics": missing})
+                await admin.create_topics([config.new_topic(topic, prefix) for topic in missing])
+            log.info("created topics", extra={"topics": [topic.full_name(prefix) for topic in missing]})
     finally:
         await admin.close()
     return names
@@ -75,19 +102,3 @@ async def broker_answers(bootstrap: str, within: float = 3.0) -> bool:
         return False
     finally:
         await admin.close()
-
-
-# The ingest correlation id of what a record carries, on every record from ingest to chorus.embedded.
-CORRELATION_HEADER = "chorus-correlation-id"
-Headers = list[tuple[str, bytes]]
-
-
-def correlation_headers(correlation_id: str | None) -> Headers:
-    return [] if not correlation_id else [(CORRELATION_HEADER, correlation_id.encode())]
-
-
-def correlation_of(headers: Sequence[tuple[str, bytes]] | None) -> str | None:
-    for name, value in headers or ():
-        if name == CORRELATION_HEADER:
-            return value.decode("utf-8", "replace")
-    return None

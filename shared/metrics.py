@@ -18,3 +18,8 @@ CONSUMER_LAG = Gauge(
     "Records between a consumer's position and the partition's end.",
     ["service", "topic", "partition"],
 )
+AGENT_UP = Gauge(
+    "chorus_agent_up",
+    "1 while an agent consumes; 0 once it stopped on an error that is neither a dependency's nor a record's.",
+    ["service", "agent"],
+)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import re
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, Self
 from uuid import UUID
 
 import numpy as np
@@ -13,6 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 _SOURCE = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
 MAX_TEXT_CHARS = 200_000
+# Base64 makes 4 bytes of 3: a cut value of 512 KiB stays well under Kafka's 1 MiB default.
+MAX_DEAD_LETTER_BYTES = 512 * 1024
 
 
 def utcnow() -> datetime:
@@ -28,7 +30,7 @@ class Record(BaseModel):
         return self.model_dump_json().encode()
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> Any:
+    def from_bytes(cls, data: bytes) -> Self:
         return cls.model_validate_json(data)
 
 
@@ -78,6 +80,8 @@ class DocumentFields(Record):
     content_type: str
     content_hash: str
     creator_id: str | None = None
+    conversation_id: str | None = None
+    external_id: str | None = None
     channel_cid: str | None = None
     occurred_at: datetime | None = None
     received_at: datetime
@@ -95,13 +99,15 @@ class Document(DocumentFields):
 
     text: str
     content_ref: str | None = None
-    external_id: str | None = None
-    conversation_id: str | None = None
     tags: dict[str, str] = Field(default_factory=dict)
 
 
 class DeadLetter(Record):
-    """A record that could not be processed (chorus.dlq), with its original bytes and the reason."""
+    """A record that could not be processed (chorus.dlq), with its original bytes and the reason.
+
+    Bytes past MAX_DEAD_LETTER_BYTES are cut off, so that a dead letter always fits in Kafka;
+    `value_size` and `value_sha256` still name the whole original.
+    """
 
     service: str
     topic: str
@@ -109,6 +115,9 @@ class DeadLetter(Record):
     offset: int
     key_b64: str | None
     value_b64: str
+    value_size: int | None = None
+    value_sha256: str | None = None
+    value_truncated: bool = False
     error_class: str
     reason: str
     failed_at: datetime

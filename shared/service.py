@@ -12,15 +12,16 @@ from typing import Any
 import asyncpg
 import uvicorn
 from aiokafka import AIOKafkaProducer
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, Info, generate_latest
 
 from shared import logging as chorus_logging
 from shared.db import create_pool, database_answers
-from shared.errors import TRANSIENT_ERRORS
+from shared.docs import serve_docs
 from shared.kafka import broker_answers, create_producer
 from shared.settings import CommonSettings, redacted
+from shared.stream import Agent, run_agent
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,13 @@ class Resources:
         task.set_name(name)
         task.add_done_callback(_report_stopped)
         self.background.append(task)
+
+    def start_agent(self, agent: Agent[Any]) -> None:
+        """Consume with `agent` for the life of the service, on this service's producer and topics."""
+        settings = self.settings
+        self.run_in_background(
+            run_agent(agent, settings.kafka_bootstrap, self.producer, settings.topic_prefix), agent.name
+        )
 
     async def _agents_run(self) -> bool:
         return not any(task.done() for task in self.background)
@@ -106,19 +114,6 @@ def add_health_routes(app: FastAPI, checks: Callable[[], Mapping[str, Check]]) -
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
-def answer_unavailable(app: FastAPI, body: Callable[[str], dict[str, Any]]) -> None:
-    """Postgres or Kafka failing during a request is a 503 with Retry-After, its JSON made by
-    `body` from one sentence: the client retries later; nothing was accepted."""
-
-    async def unavailable(request: Request, error: Exception) -> JSONResponse:
-        log.warning("a dependency failed during a request", extra={"path": request.url.path, "error": repr(error)})
-        sentence = f"a dependency of the service is unavailable ({type(error).__name__}); retry shortly"
-        return JSONResponse(body(sentence), status_code=503, headers={"Retry-After": "1"})
-
-    for error_class in TRANSIENT_ERRORS:
-        app.add_exception_handler(error_class, unavailable)
-
-
 def serve(app: FastAPI, service: str, settings: CommonSettings, port: int) -> None:
     """Run `app` until SIGTERM or SIGINT, logging JSON lines."""
     chorus_logging.configure(service, settings.log_level)
@@ -145,6 +140,7 @@ def service_app(title: str, settings: CommonSettings, *, start: Starter | None =
                 await start(resources)
             yield
 
-    app = FastAPI(title=title, lifespan=lifespan, **options)
+    app = FastAPI(title=title, lifespan=lifespan, docs_url=None, redoc_url=None, **options)
+    serve_docs(app)
     add_health_routes(app, lambda: app.state.resources.checks())
     return app

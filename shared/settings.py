@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import sys
 import types
 import typing
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 T = TypeVar("T")
 
@@ -16,9 +18,10 @@ class SettingsError(ValueError):
     """A setting is missing or cannot be read as its type."""
 
 
-def setting(env: str, default: Any, doc: str, *, secret: bool = False) -> Any:
-    """Declare a settings field read from the environment variable `env`."""
-    return dataclasses.field(default=default, metadata={"env": env, "doc": doc, "secret": secret})
+def setting(env: str, default: Any, doc: str, *, secret: bool = False, minimum: float | None = None) -> Any:
+    """Declare a settings field read from the environment variable `env`; a number below `minimum`
+    is refused at load, like a value outside a `Literal` type's choices."""
+    return dataclasses.field(default=default, metadata={"env": env, "doc": doc, "secret": secret, "minimum": minimum})
 
 
 def load(cls: type[T], environ: Mapping[str, str] | None = None) -> T:
@@ -34,8 +37,20 @@ def load(cls: type[T], environ: Mapping[str, str] | None = None) -> T:
         try:
             values[field.name] = _parse(raw, hints[field.name])
         except ValueError as error:
-            raise SettingsError(f"{name}={raw!r} is not a valid {_type_name(hints[field.name])}: {error}") from None
+            raise SettingsError(f"{name}={raw!r} is not valid: {error}") from None
+        minimum = field.metadata.get("minimum")
+        if minimum is not None and values[field.name] is not None and values[field.name] < minimum:
+            raise SettingsError(f"{name}={raw!r} is not valid: expected a number of at least {minimum:g}")
     return cls(**values)
+
+
+def load_or_exit(cls: type[T]) -> T:
+    """The settings of a process starting up; a bad value ends it with the one sentence that names it."""
+    try:
+        return load(cls)
+    except SettingsError as error:
+        print(f"chorus: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def describe(cls: type[Any]) -> list[tuple[str, str, str, bool]]:
@@ -68,6 +83,11 @@ def _parse(raw: str, kind: Any) -> Any:
     if origin in (types.UnionType, typing.Union):
         inner = [arg for arg in typing.get_args(kind) if arg is not type(None)]
         return None if raw == "" else _parse(raw, inner[0])
+    if origin is typing.Literal:
+        choices = typing.get_args(kind)
+        if raw not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}")
+        return raw
     if kind is bool:
         lowered = raw.strip().lower()
         if lowered in {"1", "true", "yes", "on"}:
@@ -76,16 +96,21 @@ def _parse(raw: str, kind: Any) -> Any:
             return False
         raise ValueError("expected true or false")
     if kind is int:
-        return int(raw)
+        try:
+            return int(raw)
+        except ValueError:
+            raise ValueError("expected a whole number") from None
     if kind is float:
-        return float(raw)
+        try:
+            number = float(raw)
+        except ValueError:
+            raise ValueError("expected a number") from None
+        if not math.isfinite(number):
+            raise ValueError("expected a finite number")
+        return number
     if origin is tuple:
         return tuple(part.strip() for part in raw.split(",") if part.strip())
     return raw
-
-
-def _type_name(kind: Any) -> str:
-    return getattr(kind, "__name__", str(kind))
 
 
 def _render(value: Any) -> str:
@@ -116,5 +141,34 @@ class CommonSettings:
         "",
         "Prefix put before every topic name (test isolation, shared clusters).",
     )
-    log_level: str = setting("CHORUS_LOG_LEVEL", "INFO", "Log level of the JSON log lines.")
+    topic_partitions: int = setting(
+        "CHORUS_TOPIC_PARTITIONS",
+        6,
+        "Partitions of each topic `chorus topics` and `chorus up` create; they bound consumers.",
+        minimum=1,
+    )
+    topic_replication_factor: int = setting(
+        "CHORUS_TOPIC_REPLICATION_FACTOR",
+        1,
+        "Replicas of each topic created: 1 for one broker, 3 for a cluster.",
+        minimum=1,
+    )
+    topic_retention_hours: float = setting(
+        "CHORUS_TOPIC_RETENTION_HOURS",
+        168.0,
+        "How long chorus.docs, chorus.embedded, chorus.replies and chorus.dlq keep records.",
+    )
+    raw_topic_retention_hours: float = setting(
+        "CHORUS_RAW_TOPIC_RETENTION_HOURS",
+        168.0,
+        "How long the raw topics keep what producers sent: the horizon after which erased data is gone from Kafka too.",
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = setting(
+        "CHORUS_LOG_LEVEL", "INFO", "Log level of the JSON log lines: DEBUG, INFO, WARNING or ERROR."
+    )
     host: str = setting("CHORUS_HOST", "127.0.0.1", "Address the service's HTTP server binds to.")
+    key_cache_seconds: float = setting(
+        "CHORUS_KEY_CACHE_SECONDS",
+        30.0,
+        "How long ingest and search trust a checked API key without a lookup: a revoked key works this long at most.",
+    )

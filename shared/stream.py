@@ -1,98 +1,177 @@
-"""Consumer loops ("agents"): process each record, dead-letter the bad ones, commit after the work."""
+"""Consumer loops ("agents"): decode each record, hand it to the agent, commit after the work.
+
+What happens on failure is decided here, by shared/errors.py's taxonomy: a failing dependency is
+waited out and the same records are tried again; a record that does not decode or validate is
+dead-lettered; any other exception is a bug, and the agent stops with its offsets uncommitted
+(`chorus_agent_up` 0, readiness failing) instead of quietly dead-lettering good records.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
-import random
-from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, TypeAlias, TypeVar
+from typing import Any, Generic, Protocol, TypeAlias, TypeVar
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
 
-from shared.errors import TRANSIENT_ERRORS
-from shared.kafka import correlation_of, create_consumer
+from shared.errors import Failure, classify
+from shared.kafka import create_consumer
 from shared.logging import bound
-from shared.metrics import CONSUMER_LAG, DEAD_LETTERS, PROCESSING_ERRORS, RECORDS_PROCESSED
-from shared.records import DeadLetter, utcnow
+from shared.metrics import AGENT_UP, CONSUMER_LAG, DEAD_LETTERS, PROCESSING_ERRORS, RECORDS_PROCESSED
+from shared.records import MAX_DEAD_LETTER_BYTES, DeadLetter, Record, utcnow
+from shared.retry import Backoff
+from shared.topics import DLQ, Topic, correlation_of
 
 log = logging.getLogger(__name__)
 
-# A handler may return the acknowledgements of records it sent; they are awaited before the
-# offsets are committed, so a batch's output is produced in parallel but never lost.
-KafkaRecord: TypeAlias = ConsumerRecord[bytes, bytes]
+R = TypeVar("R", bound=Record)
 T = TypeVar("T")
-Handler = Callable[[KafkaRecord], Awaitable[list[asyncio.Future[Any]] | None]]
-
-BatchHandler = Callable[[list[KafkaRecord]], Awaitable[list[asyncio.Future[Any]]]]
+KafkaRecord: TypeAlias = ConsumerRecord[bytes, bytes]
+# Acknowledgements of the records a handler sent: awaited before the offsets are committed, so a
+# batch's output is produced in parallel but never lost.
+Sent = list[asyncio.Future[Any]]
 
 
 @dataclass(frozen=True)
-class Agent:
-    """A consumer group that runs `handle` on every record of `topics`, in order per partition.
+class Incoming(Generic[R]):
+    """A decoded record with where it came from."""
+
+    value: R
+    message: KafkaRecord
+
+    @property
+    def headers(self) -> dict[str, bytes]:
+        return dict(self.message.headers or ())
+
+
+@dataclass
+class BatchResult:
+    """What a batch handler did: the acknowledgements of what it sent, and the records it refuses
+    (each with the error that says why), which go to the dead-letter topic."""
+
+    sent: Sent = field(default_factory=list)
+    refused: list[tuple[KafkaRecord, Exception]] = field(default_factory=list)
+
+
+Handler = Callable[[Incoming[R]], Awaitable[Sent | None]]
+BatchHandler = Callable[[list[Incoming[R]]], Awaitable[BatchResult]]
+
+
+class Consumer(Protocol):
+    """The part of AIOKafkaConsumer an agent uses (a fake in the unit tests)."""
+
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+    async def getmany(self, timeout_ms: int = 0, max_records: int | None = None) -> Any: ...
+    async def commit(self, offsets: Any = None) -> None: ...
+    def highwater(self, partition: TopicPartition) -> int | None: ...
+
+
+# How long an agent waits before it tries a record again after a dependency failed.
+RETRY_BACKOFF = Backoff(first=0.2, cap=5.0)
+
+
+class AgentStopped(RuntimeError):
+    """An agent met an error that is neither a dependency's nor a record's: a bug, which stops it."""
+
+
+@dataclass(frozen=True)
+class Agent(Generic[R]):
+    """A consumer group that runs `handle` on every record of `topic`, in order per partition.
 
     With `handle_batch` instead, the agent hands over up to `max_batch` records at once, waiting
-    at most `batch_wait_ms` after the first for more; the handler dead-letters what it cannot use.
+    at most `batch_wait_ms` after the first for more. `group` is the consumer group, before the
+    deployment's topic prefix.
     """
 
     name: str
     service: str
-    group_id: str
-    topics: tuple[str, ...]
-    dead_letter_topic: str
-    handle: Handler | None = None
-    handle_batch: BatchHandler | None = None
+    group: str
+    topic: Topic[R]
+    handle: Handler[R] | None = None
+    handle_batch: BatchHandler[R] | None = None
     max_batch: int = 200
     batch_wait_ms: int = 0
+    backoff: Backoff = RETRY_BACKOFF
 
 
-async def run_agent(agent: Agent, bootstrap: str, producer: AIOKafkaProducer) -> None:
-    """Run `agent` until cancelled, restarting its consumer after broker failures."""
-    delay = 0.5
-    while True:
-        try:
-            await _consume(agent, bootstrap, producer)
-        except asyncio.CancelledError:
-            raise
-        except TRANSIENT_ERRORS as error:
-            log.warning("consumer failed; restarting", extra={"agent": agent.name, "error": repr(error)})
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)
+ConsumerFactory = Callable[[str, str, str], Consumer]
 
 
-async def _consume(agent: Agent, bootstrap: str, producer: AIOKafkaProducer) -> None:
-    consumer = create_consumer(bootstrap, agent.group_id, *agent.topics)
+def _kafka_consumer(bootstrap: str, group_id: str, topic: str) -> Consumer:
+    consumer: Consumer = create_consumer(bootstrap, group_id, topic)
+    return consumer
+
+
+async def run_agent(
+    agent: Agent[Any],
+    bootstrap: str,
+    producer: AIOKafkaProducer,
+    prefix: str = "",
+    consumer_factory: ConsumerFactory = _kafka_consumer,
+) -> None:
+    """Run `agent` until cancelled, restarting its consumer after broker failures; raises
+    AgentStopped on a bug, with the failing records' offsets uncommitted."""
+    AGENT_UP.labels(agent.service, agent.name).set(1)
+    restarts = 0
+    try:
+        while True:
+            consumer = consumer_factory(bootstrap, f"{prefix}{agent.group}", agent.topic.full_name(prefix))
+            try:
+                await _consume(agent, consumer, producer, prefix)
+            except AgentStopped:
+                raise
+            except Exception as error:
+                if classify(error) is not Failure.TRANSIENT:
+                    raise AgentStopped(f"{agent.name} stopped: {error!r}") from error
+                restarts += 1
+                log.warning("consumer failed; restarting", extra={"agent": agent.name, "error": repr(error)})
+                await asyncio.sleep(agent.backoff.delay(restarts))
+    except asyncio.CancelledError:
+        raise
+    except BaseException as error:
+        AGENT_UP.labels(agent.service, agent.name).set(0)
+        log.error("agent stopped", extra={"agent": agent.name, "error": repr(error)})
+        raise
+
+
+async def _consume(agent: Agent[Any], consumer: Consumer, producer: AIOKafkaProducer, prefix: str) -> None:
     try:
         # Started inside the try: a shutdown that comes while it joins the group still closes it.
         await consumer.start()
         while True:
             batches = await _take(agent, consumer)
-            records = [record for partition_records in batches.values() for record in partition_records]
-            if not records:
+            if not any(batches.values()):
                 continue
-            acknowledgements: list[asyncio.Future[Any]] = []
             if agent.handle_batch is not None:
-                acknowledgements = await _attempt(agent, producer, records, partial(agent.handle_batch, records))
+                records = [record for taken in batches.values() for record in taken]
+                sent = await _handle_batch(agent, producer, prefix, records)
             else:
                 # Partitions are worked on side by side, each in order: records that must be
                 # ordered share a key, and so a partition.
-                for sent in await _side_by_side(_handle_in_order(agent, producer, taken) for taken in batches.values()):
-                    acknowledgements += sent
-            await asyncio.gather(*acknowledgements)
+                sent = []
+                for partition_sent in await _side_by_side(
+                    _handle_in_order(agent, producer, prefix, taken) for taken in batches.values()
+                ):
+                    sent += partition_sent
+            await asyncio.gather(*sent)
             # Committed only now: every record up to here is durably processed or dead-lettered.
-            await consumer.commit({partition: taken[-1].offset + 1 for partition, taken in batches.items()})
+            await consumer.commit({partition: taken[-1].offset + 1 for partition, taken in batches.items() if taken})
             for partition, taken in batches.items():
-                RECORDS_PROCESSED.labels(agent.service, partition.topic).inc(len(taken))
-                _record_lag(agent, consumer.highwater(partition), taken[-1].offset + 1, partition)
+                if taken:
+                    RECORDS_PROCESSED.labels(agent.service, partition.topic).inc(len(taken))
+                    _record_lag(agent, consumer.highwater(partition), taken[-1].offset + 1, partition)
     finally:
         await consumer.stop()
 
 
 async def _side_by_side(works: Iterable[Awaitable[T]]) -> list[T]:
     """Run `works` at once; when one fails, the others are cancelled before the failure is raised,
-    so that no work goes on behind a consumer that is being restarted."""
+    so that no work goes on behind a consumer that is being restarted or stopped."""
     tasks = [asyncio.ensure_future(work) for work in works]
     try:
         return list(await asyncio.gather(*tasks))
@@ -104,20 +183,136 @@ async def _side_by_side(works: Iterable[Awaitable[T]]) -> list[T]:
 
 
 async def _handle_in_order(
-    agent: Agent, producer: AIOKafkaProducer, records: list[KafkaRecord]
-) -> list[asyncio.Future[Any]]:
+    agent: Agent[Any], producer: AIOKafkaProducer, prefix: str, records: list[KafkaRecord]
+) -> Sent:
     assert agent.handle is not None
-    acknowledgements: list[asyncio.Future[Any]] = []
+    handle = agent.handle
+    sent: Sent = []
     for record in records:
         with bound(correlation_id=correlation_of(record.headers), topic=record.topic, offset=record.offset):
-            acknowledgements += await _attempt(agent, producer, [record], partial(agent.handle, record))
-    return acknowledgements
+            incoming = await _decoded(agent, producer, prefix, record)
+            if incoming is not None:
+                result: Sent | None = await _attempt(agent, producer, prefix, [record], partial(handle, incoming))
+                sent += result or []
+    return sent
 
 
-async def _take(agent: Agent, consumer: AIOKafkaConsumer) -> dict[TopicPartition, list[KafkaRecord]]:
+async def _handle_batch(agent: Agent[Any], producer: AIOKafkaProducer, prefix: str, records: list[KafkaRecord]) -> Sent:
+    decoded = [await _decoded(agent, producer, prefix, record) for record in records]
+    return await _handle_part(agent, producer, prefix, [incoming for incoming in decoded if incoming is not None])
+
+
+async def _handle_part(agent: Agent[Any], producer: AIOKafkaProducer, prefix: str, batch: list[Incoming[Any]]) -> Sent:
+    """Hand `batch` over; when the batch as a whole fails for a bad record, its halves are tried
+    apart, so that only the bad records end on the dead-letter topic."""
+    assert agent.handle_batch is not None
+    if not batch:
+        return []
+    handle_batch = agent.handle_batch
+    messages = [incoming.message for incoming in batch]
+    try:
+        result = await _attempt(agent, producer, prefix, messages, partial(handle_batch, batch), len(batch) == 1)
+    except _BatchRefused:
+        middle = len(batch) // 2
+        return [
+            *await _handle_part(agent, producer, prefix, batch[:middle]),
+            *await _handle_part(agent, producer, prefix, batch[middle:]),
+        ]
+    result = result or BatchResult()
+    for record, error in result.refused:
+        await send_dead_letter(producer, DLQ.full_name(prefix), agent.service, record, error)
+    return result.sent
+
+
+class _BatchRefused(Exception):
+    """A batch of several records failed for a bad record: which one is found by splitting it."""
+
+
+async def _decoded(agent: Agent[R], producer: AIOKafkaProducer, prefix: str, record: KafkaRecord) -> Incoming[R] | None:
+    """The record decoded as its topic's type; a record that is not one is dead-lettered (None)."""
+    try:
+        return Incoming(agent.topic.decode(record.value), record)
+    except Exception as error:
+        if classify(error) is not Failure.BAD_RECORD:
+            raise
+        PROCESSING_ERRORS.labels(agent.service, record.topic, type(error).__name__).inc()
+        await send_dead_letter(producer, DLQ.full_name(prefix), agent.service, record, error)
+        return None
+
+
+async def _attempt(
+    agent: Agent[Any],
+    producer: AIOKafkaProducer,
+    prefix: str,
+    records: list[KafkaRecord],
+    work: Callable[[], Awaitable[T]],
+    dead_letter: bool = True,
+) -> T | None:
+    """Run `work` on `records` until it succeeds: a failing dependency is waited out, a bad record
+    is dead-lettered (None; or _BatchRefused raised, without `dead_letter`), and anything else
+    stops the agent."""
+    attempt = 0
+    while True:
+        try:
+            return await work()
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            PROCESSING_ERRORS.labels(agent.service, records[0].topic, type(error).__name__).inc()
+            failure = classify(error)
+            if failure is Failure.BUG:
+                raise AgentStopped(
+                    f"{agent.name} stopped at {records[0].topic}[{records[0].partition}]@{records[0].offset}: {error!r}"
+                ) from error
+            if failure is Failure.BAD_RECORD:
+                if not dead_letter:
+                    raise _BatchRefused() from error
+                for record in records:
+                    await send_dead_letter(producer, DLQ.full_name(prefix), agent.service, record, error)
+                return None
+            attempt += 1
+            log.warning(
+                "a dependency failed; retrying",
+                extra={"agent": agent.name, "offset": records[0].offset, "error": repr(error)},
+            )
+            await asyncio.sleep(agent.backoff.delay(attempt))
+
+
+async def send_dead_letter(
+    producer: AIOKafkaProducer,
+    dead_letter_topic: str,
+    service: str,
+    record: KafkaRecord,
+    error: BaseException,
+) -> None:
+    """Publish `record` with why it failed to the dead-letter topic, keyed by its original key."""
+    value = record.value or b""
+    letter = DeadLetter(
+        service=service,
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        key_b64=DeadLetter.encode((record.key or b"")[:1024] if record.key is not None else None),
+        value_b64=DeadLetter.encode(value[:MAX_DEAD_LETTER_BYTES]) or "",
+        value_size=len(value),
+        value_sha256=hashlib.sha256(value).hexdigest(),
+        value_truncated=len(value) > MAX_DEAD_LETTER_BYTES,
+        error_class=type(error).__name__,
+        reason=str(error)[:2000] or type(error).__name__,
+        failed_at=utcnow(),
+    )
+    await producer.send_and_wait(dead_letter_topic, letter.to_bytes(), key=(record.key or b"")[:1024] or None)
+    DEAD_LETTERS.labels(service, record.topic, letter.error_class).inc()
+    log.warning(
+        "dead-lettered a record",
+        extra={"topic": record.topic, "offset": record.offset, "error_class": letter.error_class},
+    )
+
+
+async def _take(agent: Agent[Any], consumer: Consumer) -> Mapping[TopicPartition, list[KafkaRecord]]:
     """Up to `max_batch` records, waiting at most `batch_wait_ms` after the first for more."""
-    batches: dict[TopicPartition, list[KafkaRecord]] = await consumer.getmany(
-        timeout_ms=500, max_records=agent.max_batch
+    batches: dict[TopicPartition, list[KafkaRecord]] = dict(
+        await consumer.getmany(timeout_ms=500, max_records=agent.max_batch)
     )
     count = sum(len(records) for records in batches.values())
     deadline = asyncio.get_running_loop().time() + agent.batch_wait_ms / 1000
@@ -129,62 +324,6 @@ async def _take(agent: Agent, consumer: AIOKafkaConsumer) -> dict[TopicPartition
     return batches
 
 
-async def _attempt(
-    agent: Agent,
-    producer: AIOKafkaProducer,
-    records: list[KafkaRecord],
-    work: Callable[[], Awaitable[list[asyncio.Future[Any]] | None]],
-) -> list[asyncio.Future[Any]]:
-    """Run `work` on `records` until it succeeds; a failing dependency is waited out, any other
-    failure is the records' own doing, and they are parked on the dead-letter topic."""
-    delay = 0.2
-    while True:
-        try:
-            return await work() or []
-        except asyncio.CancelledError:
-            raise
-        except TRANSIENT_ERRORS as error:
-            PROCESSING_ERRORS.labels(agent.service, records[0].topic, type(error).__name__).inc()
-            log.warning(
-                "a dependency failed; retrying",
-                extra={"agent": agent.name, "offset": records[0].offset, "error": repr(error)},
-            )
-            await asyncio.sleep(delay * (1 + random.random()))
-            delay = min(delay * 2, 5.0)
-        except Exception as error:
-            PROCESSING_ERRORS.labels(agent.service, records[0].topic, type(error).__name__).inc()
-            for record in records:
-                await send_dead_letter(producer, agent.dead_letter_topic, agent.service, record, error)
-            return []
-
-
-async def send_dead_letter(
-    producer: AIOKafkaProducer,
-    dead_letter_topic: str,
-    service: str,
-    record: KafkaRecord,
-    error: BaseException,
-) -> None:
-    """Publish `record` with why it failed to the dead-letter topic, keyed by its original key."""
-    letter = DeadLetter(
-        service=service,
-        topic=record.topic,
-        partition=record.partition,
-        offset=record.offset,
-        key_b64=DeadLetter.encode(record.key),
-        value_b64=DeadLetter.encode(record.value or b"") or "",
-        error_class=type(error).__name__,
-        reason=str(error)[:2000] or type(error).__name__,
-        failed_at=utcnow(),
-    )
-    await producer.send_and_wait(dead_letter_topic, letter.to_bytes(), key=record.key)
-    DEAD_LETTERS.labels(service, record.topic, letter.error_class).inc()
-    log.warning(
-        "dead-lettered a record",
-        extra={"topic": record.topic, "offset": record.offset, "error_class": letter.error_class},
-    )
-
-
-def _record_lag(agent: Agent, highwater: int | None, position: int, partition: TopicPartition) -> None:
+def _record_lag(agent: Agent[Any], highwater: int | None, position: int, partition: TopicPartition) -> None:
     if highwater is not None:
         CONSUMER_LAG.labels(agent.service, partition.topic, str(partition.partition)).set(max(highwater - position, 0))

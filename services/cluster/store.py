@@ -127,9 +127,11 @@ async def add_member(
     vector: np.ndarray,
     content_hash: bytes,
 ) -> None:
+    # The member's words feed its cluster's label (migration 0010 counts them by trigger).
     await db.execute(
         "INSERT INTO cluster_members (tenant_id, cluster_id, message_id, channel_cid, similarity, embedding, "
-        "content_hash, message_created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        "content_hash, message_created_at, words) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, "
+        "chorus_label_words((SELECT text FROM streamchat_messages WHERE id = $3)))",
         tenant_id, cluster_id, message.id, message.channel_cid, similarity, vector, content_hash, message.created_at,
     )  # fmt: skip
 
@@ -179,12 +181,12 @@ async def neighbourhood(
         clusters,
     )
     small = [row["id"] for row in near if row["size"] <= most_members]
+    # Each cluster's members in their order (migration 0010), merged into one time order.
     rows = await db.fetch(
         """
-        SELECT m.message_id, m.cluster_id, m.channel_cid, m.embedding
-        FROM cluster_members m JOIN streamchat_messages s ON s.id = m.message_id
-        WHERE m.cluster_id = ANY($1::uuid[])
-        ORDER BY m.message_created_at, s.message_id
+        SELECT e.message_row_id AS message_id, e.cluster_id, e.channel_cid, e.embedding
+        FROM unnest($1::uuid[]) AS c(id), chorus_cluster_members_in_order(c.id) e
+        ORDER BY e.message_created_at, e.message_id
         """,
         small,
     )

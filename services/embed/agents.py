@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -14,7 +13,6 @@ from uuid import UUID
 import asyncpg
 import numpy as np
 from aiokafka import AIOKafkaProducer
-from pydantic import ValidationError
 
 from services.embed import store
 from services.embed.metrics import (
@@ -32,9 +30,9 @@ from services.embed.settings import EmbedSettings
 from shared import topics
 from shared.db import set_tenant, tenant_transaction
 from shared.embedding import EmbeddingProvider, ProviderError
-from shared.kafka import correlation_headers
 from shared.records import Document, DocumentFields, EmbeddedDocument, utcnow
-from shared.stream import Agent, KafkaRecord, send_dead_letter
+from shared.retry import Backoff
+from shared.stream import Agent, BatchResult, Incoming, KafkaRecord
 
 log = logging.getLogger(__name__)
 
@@ -62,29 +60,23 @@ class Embedder:
         self.pool = pool
         self.producer = producer
         self.provider = provider
-        self.dead_letters = topics.DLQ.full_name(settings.topic_prefix)
-        self.output = topics.EMBEDDED.full_name(settings.topic_prefix)
+        self.prefix = settings.topic_prefix
 
-    def agent(self) -> Agent:
+    def agent(self) -> Agent[Document]:
         return Agent(
             "embed_documents",
             "embed",
-            f"{self.settings.topic_prefix}chorus-embed",
-            (topics.DOCS.full_name(self.settings.topic_prefix),),
-            self.dead_letters,
+            "chorus-embed",
+            topics.DOCS,
             handle_batch=self.embed_documents,
             max_batch=self.settings.batch_size,
             batch_wait_ms=self.settings.batch_wait_ms,
         )
 
-    async def embed_documents(self, records: list[KafkaRecord]) -> list[asyncio.Future[Any]]:
+    async def embed_documents(self, batch: list[Incoming[Document]]) -> BatchResult:
         """Embed, store and announce one batch; returns the acknowledgements of what it sent."""
-        items: list[_Item] = []
-        for record in records:
-            try:
-                items.append(_Item(record, Document.from_bytes(record.value or b"")))
-            except ValidationError as error:
-                await send_dead_letter(self.producer, self.dead_letters, "embed", record, error)
+        items = [_Item(incoming.message, incoming.value) for incoming in batch]
+        result = BatchResult()
         BATCH_SIZE.observe(len(items))
         upserts = [item for item in items if item.document.action == "upsert"]
         live = await self._drop_stale(upserts)
@@ -94,11 +86,12 @@ class Embedder:
         except ProviderGaveUp as error:
             for item in live:
                 if item.vector is None:
-                    await send_dead_letter(self.producer, self.dead_letters, "embed", item.record, error)
+                    result.refused.append((item.record, error))
             live = [item for item in live if item.vector is not None]
         await self._write(live)
         deletes = [item for item in items if item.document.action == "delete"]
-        return await self._announce([*live, *deletes])
+        result.sent = await self._announce([*live, *deletes])
+        return result
 
     async def _drop_stale(self, items: list[_Item]) -> list[_Item]:
         """Keep the documents whose row still holds this text; a newer record follows for the others."""
@@ -145,7 +138,7 @@ class Embedder:
 
     async def _call_provider(self, texts: list[str]) -> list[Any]:
         model = self.provider.model
-        delay = self.settings.backoff_seconds
+        backoff = Backoff(first=self.settings.backoff_seconds, cap=self.settings.backoff_cap_seconds)
         for attempt in range(1, self.settings.max_attempts + 1):
             started = time.perf_counter()
             try:
@@ -157,15 +150,13 @@ class Embedder:
                 PROVIDER_ERRORS.labels(model, type(error.__cause__ or error).__name__, str(error.retryable)).inc()
                 if not error.retryable or attempt == self.settings.max_attempts:
                     raise ProviderGaveUp(f"{error} (attempt {attempt} of {self.settings.max_attempts})") from error
-                # Honour Retry-After when the provider sends one; otherwise exponential backoff with jitter.
-                wait = error.retry_after if error.retry_after is not None else delay * (0.5 + random.random())
+                wait = backoff.delay(attempt, error.retry_after)
                 log.warning(
                     "the provider failed; retrying",
                     extra={"attempt": attempt, "wait_seconds": round(wait, 2), "error": str(error)},
                 )
                 RETRIES.labels(model).inc()
-                await asyncio.sleep(min(wait, self.settings.backoff_cap_seconds))
-                delay = min(delay * 2, self.settings.backoff_cap_seconds)
+                await asyncio.sleep(wait)
         raise AssertionError("unreachable: the loop returns or raises")
 
     async def _write(self, items: list[_Item]) -> None:
@@ -201,10 +192,9 @@ class Embedder:
                 model=self.provider.model if item.vector is not None else None,
                 vector_b64=EmbeddedDocument.encode_vector(item.vector) if item.vector is not None else None,
             )
-            acknowledgements.append(await self.producer.send(
-                self.output, embedded.to_bytes(), key=item.record.key,
-                headers=correlation_headers(document.correlation_id),
-            ))  # fmt: skip
+            acknowledgements.append(
+                await topics.EMBEDDED.send(self.producer, self.prefix, embedded, document.correlation_id)
+            )
         return acknowledgements
 
 

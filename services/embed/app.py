@@ -11,7 +11,6 @@ from services.embed.settings import EmbedSettings
 from services.embed.store import vector_column_dimensions
 from shared.embedding import create_provider
 from shared.service import Resources, service_app
-from shared.stream import run_agent
 
 
 class DimensionMismatch(RuntimeError):
@@ -32,7 +31,6 @@ def create_app(settings: EmbedSettings) -> FastAPI:
         provider = await asyncio.to_thread(create_provider, settings)
         resources.closers.append(provider.close)
         embedder = Embedder(settings, resources.pool, resources.producer, provider)
-        agent = embedder.agent()
-        resources.run_in_background(run_agent(agent, settings.kafka_bootstrap, resources.producer), agent.name)
+        resources.start_agent(embedder.agent())
 
     return service_app("Chorus embed", settings, start=start)

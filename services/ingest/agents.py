@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,18 +17,16 @@ from services.ingest.metrics import DOCUMENTS_EMITTED, DUPLICATES, IGNORED_EVENT
 from services.ingest.records import RawStreamChatDelivery, RawTavusDelivery
 from services.ingest.streamchat import MESSAGE_EVENTS, MessageEvent, event_type, parse_message_event
 from services.ingest.tavus import SPOKEN_ROLES, Callback, parse_callback
+from services.ingest.topics import RAW_STREAMCHAT, RAW_TAVUS
 from shared import topics
 from shared.db import tenant_transaction
 from shared.errors import InvalidRecord
 from shared.hashing import normalize_text, text_hash
-from shared.kafka import correlation_headers
 from shared.records import Document, EventEnvelope, utcnow
-from shared.stream import Agent, KafkaRecord
+from shared.stream import Agent, Incoming, Sent
 from shared.tenants import resolve_tenant
 
 log = logging.getLogger(__name__)
-
-Sent = list[asyncio.Future[Any]]
 
 
 @dataclass(frozen=True)
@@ -51,21 +48,19 @@ class Normalizer:
         self.prefix = topic_prefix
         self._tenants: dict[str, UUID] = {}
 
-    def agents(self) -> list[Agent]:
-        dead_letters = topics.DLQ.full_name(self.prefix)
+    def agents(self) -> list[Agent[Any]]:
         return [
-            Agent("normalize_streamchat", "ingest", f"{self.prefix}chorus-ingest-streamchat",
-                  (topics.RAW_STREAMCHAT.full_name(self.prefix),), dead_letters, self.normalize_streamchat),
-            Agent("normalize_tavus", "ingest", f"{self.prefix}chorus-ingest-tavus",
-                  (topics.RAW_TAVUS.full_name(self.prefix),), dead_letters, self.normalize_tavus),
-            Agent("normalize_events", "ingest", f"{self.prefix}chorus-ingest-events",
-                  (topics.RAW_EVENTS.full_name(self.prefix),), dead_letters, self.normalize_events),
+            Agent("normalize_streamchat", "ingest", "chorus-ingest-streamchat", RAW_STREAMCHAT,
+                  handle=self.normalize_streamchat),
+            Agent("normalize_tavus", "ingest", "chorus-ingest-tavus", RAW_TAVUS, handle=self.normalize_tavus),
+            Agent("normalize_events", "ingest", "chorus-ingest-events", topics.RAW_EVENTS,
+                  handle=self.normalize_events),
         ]  # fmt: skip
 
     # StreamChat
 
-    async def normalize_streamchat(self, record: KafkaRecord) -> Sent:
-        delivery = RawStreamChatDelivery.from_bytes(record.value or b"")
+    async def normalize_streamchat(self, incoming: Incoming[RawStreamChatDelivery]) -> Sent:
+        delivery = incoming.value
         kind = event_type(delivery.body)
         if kind not in MESSAGE_EVENTS:
             IGNORED_EVENTS.labels("streamchat", kind[:64]).inc()
@@ -134,8 +129,8 @@ class Normalizer:
 
     # Tavus
 
-    async def normalize_tavus(self, record: KafkaRecord) -> Sent:
-        delivery = RawTavusDelivery.from_bytes(record.value or b"")
+    async def normalize_tavus(self, incoming: Incoming[RawTavusDelivery]) -> Sent:
+        delivery = incoming.value
         callback = parse_callback(delivery.body)
         tenant_id = delivery.tenant_id
         async with tenant_transaction(self.pool, tenant_id) as db:
@@ -221,9 +216,9 @@ class Normalizer:
 
     # Raw events and vCon
 
-    async def normalize_events(self, record: KafkaRecord) -> Sent:
-        envelope = EventEnvelope.from_bytes(record.value or b"")
-        tenant_id = await self._tenant_of(envelope, dict(record.headers or ()))
+    async def normalize_events(self, incoming: Incoming[EventEnvelope]) -> Sent:
+        envelope = incoming.value
+        tenant_id = await self._tenant_of(envelope, incoming.headers)
         drafts = documents_of(envelope)
         async with tenant_transaction(self.pool, tenant_id) as db:
             raw_id, outcome = await store.upsert_raw_event(
@@ -274,13 +269,10 @@ class Normalizer:
 
     async def _emit(self, emissions: list[Emission], received_at: datetime, correlation_id: str | None) -> Sent:
         """Hand the documents on, after their rows committed; the agent loop awaits the acknowledgements."""
-        topic = topics.DOCS.full_name(self.prefix)
         pending = []
         for emission in emissions:
             document = _document_record(emission, received_at, correlation_id)
-            key = f"{document.tenant_id}:{document.creator_id or document.conversation_id or document.external_id}"
-            pending.append(await self.producer.send(topic, document.to_bytes(), key=key.encode(),
-                                                    headers=correlation_headers(correlation_id)))  # fmt: skip
+            pending.append(await topics.DOCS.send(self.producer, self.prefix, document, correlation_id))
             DOCUMENTS_EMITTED.labels(document.source, document.action).inc()
         return pending
 

@@ -5,21 +5,23 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from services.ingest.agents import Normalizer
+from services.ingest.replies import start_reply_delivery
 from services.ingest.settings import IngestSettings
 from services.ingest.webhooks import add_ingest_routes
 from shared.service import Resources, service_app
-from shared.stream import run_agent
 
 
 def create_app(settings: IngestSettings) -> FastAPI:
-    """Webhook endpoints, plus (unless turned off) the agents that normalize the raw topics."""
+    """Webhook endpoints, plus (unless turned off) the agents that normalize the raw topics and deliver replies."""
 
     async def start(resources: Resources) -> None:
+        if settings.deliver_replies:
+            start_reply_delivery(resources, settings)
         if not settings.normalize:
             return
         normalizer = Normalizer(resources.pool, resources.producer, settings.topic_prefix)
         for agent in normalizer.agents():
-            resources.run_in_background(run_agent(agent, settings.kafka_bootstrap, resources.producer), agent.name)
+            resources.start_agent(agent)
 
     app = service_app("Chorus ingest", settings, start=start)
     app.state.settings = settings

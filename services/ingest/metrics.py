@@ -24,3 +24,19 @@ PRODUCE_SECONDS = Histogram(
     ["topic"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
+REPLIES_SENT = Counter(
+    "chorus_ingest_replies_sent_total", "Replies StreamChat holds in their channel (one per channel and action)."
+)
+REPLIES_FAILED = Counter(
+    "chorus_ingest_replies_failed_total",
+    "Replies given up on: no_app (no connected StreamChat app), refused (a 4xx), exhausted (every attempt failed).",
+    ["reason"],
+)
+REPLY_POSTS = Counter(
+    "chorus_ingest_reply_posts_total",
+    "Posts of a reply into StreamChat, by answer: ok, duplicate, 429, 5xx, 4xx, timeout, connection.",
+    ["answer"],
+)
+REPLIES_PUBLISHED = Counter(
+    "chorus_ingest_replies_published_total", "Replies the relay published from the outbox to chorus.replies."
+)

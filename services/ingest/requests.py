@@ -8,17 +8,13 @@ from typing import Any
 
 from starlette.requests import Request
 
+from shared.http.problems import HTTPProblem
+
 MAX_DEPTH = 64
 
 
-class RequestProblem(Exception):
-    """A request Chorus refuses: the HTTP status and the sentence that says why."""
-
-    def __init__(self, status: int, message: str, problems: list[dict[str, Any]] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.problems = problems or []
+class RequestProblem(HTTPProblem):
+    """A body Chorus cannot read or store (answered with problem details; `chorus publish` reports it by line)."""
 
 
 async def read_body(request: Request, limit: int) -> bytes:

@@ -22,3 +22,28 @@ class IngestSettings(CommonSettings):
     normalize: bool = setting(
         "CHORUS_INGEST_NORMALIZE", True, "Run the agents that normalize raw topics into documents in this process."
     )
+    deliver_replies: bool = setting(
+        "CHORUS_INGEST_DELIVER_REPLIES", True,
+        "Run the agent that posts chorus.replies into StreamChat channels, and the relay that publishes them.",
+    )  # fmt: skip
+    streamchat_base_url: str = setting(
+        "CHORUS_STREAMCHAT_BASE_URL", "https://chat.stream-io-api.com", "Base URL of the StreamChat server API."
+    )
+    reply_max_attempts: int = setting(
+        "CHORUS_REPLY_MAX_ATTEMPTS", 5, "Posts of one reply into StreamChat before it is marked failed."
+    )
+    reply_timeout_seconds: float = setting(
+        "CHORUS_REPLY_TIMEOUT_SECONDS", 10.0, "Seconds before a post into StreamChat counts as timed out."
+    )
+    reply_backoff_seconds: float = setting(
+        "CHORUS_REPLY_BACKOFF_SECONDS", 1.0, "First delay before a reply is posted again; it doubles up to the cap."
+    )
+    reply_backoff_cap_seconds: float = setting(
+        "CHORUS_REPLY_BACKOFF_CAP_SECONDS", 30.0, "Longest wait between two posts of a reply, Retry-After included."
+    )
+    reply_concurrency: int = setting(
+        "CHORUS_REPLY_CONCURRENCY", 8, "Replies posted into StreamChat at once by one ingest process."
+    )
+    reply_sweep_seconds: float = setting(
+        "CHORUS_REPLY_SWEEP_SECONDS", 5.0, "How often the relay looks for replies not yet on chorus.replies."
+    )

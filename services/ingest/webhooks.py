@@ -4,45 +4,46 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any
+from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
 from aiokafka.errors import KafkaError
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from services.ingest import credentials
+from services.ingest import bodies, credentials
 from services.ingest.metrics import EVENTS_ACCEPTED, PRODUCE_SECONDS, REQUESTS, SIGNATURE_FAILURES
 from services.ingest.records import RawStreamChatDelivery, RawTavusDelivery
 from services.ingest.requests import RequestProblem, parse_json, read_body
 from services.ingest.settings import IngestSettings
 from services.ingest.streamchat import MESSAGE_EVENTS, creator_key, event_type, signature_is_valid
 from services.ingest.tavus import parse_callback
-from shared import tenants, topics
+from services.ingest.topics import RAW_STREAMCHAT, RAW_TAVUS
+from shared import topics
 from shared.errors import InvalidRecord
 from shared.hashing import sha256
-from shared.kafka import correlation_headers
-from shared.records import EventEnvelope, utcnow
-from shared.service import Resources, answer_unavailable
+from shared.http.keys import authenticated_tenant, bearer, use_api_keys
+from shared.http.problems import RETRY_SOON, FieldProblem, HTTPProblem, answer_with_problems, declare_problems
+from shared.records import EventEnvelope, Record, utcnow
+from shared.service import Resources
+from shared.topics import Topic
 
+R = TypeVar("R", bound=Record)
 router = APIRouter()
 
 NDJSON_TYPES = ("application/x-ndjson", "application/ndjson", "application/jsonl", "application/x-jsonlines")
 
 
 def add_ingest_routes(app: FastAPI) -> None:
+    """The routes, answering refusals with problem details; `app.state.settings` is already set."""
+    settings: IngestSettings = app.state.settings
     app.include_router(router)
-    answer_unavailable(app, lambda sentence: {"error": sentence})
-
-    @app.exception_handler(RequestProblem)
-    async def refuse(request: Request, problem: RequestProblem) -> JSONResponse:
-        body: dict[str, Any] = {"error": problem.message}
-        if problem.problems:
-            body["problems"] = problem.problems
-        return JSONResponse(body, status_code=problem.status)
-
+    use_api_keys(app, settings.key_cache_seconds)
+    answer_with_problems(app)
+    declare_problems(app)
     app.add_middleware(RequestCounter)
 
 
@@ -72,7 +73,8 @@ class RequestCounter:
             REQUESTS.labels(getattr(scope.get("route"), "path", "unmatched"), str(status)).inc()
 
 
-@router.post("/webhooks/streamchat", summary="StreamChat push webhook")
+@router.post("/webhooks/streamchat", summary="StreamChat push webhook", response_model=bodies.StreamChatAccepted,
+             responses=bodies.REFUSALS, openapi_extra=bodies.STREAMCHAT)  # fmt: skip
 async def receive_streamchat(request: Request) -> JSONResponse:
     resources, settings = _context(request)
     body = await read_body(request, settings.max_body_bytes)
@@ -85,7 +87,8 @@ async def receive_streamchat(request: Request) -> JSONResponse:
         raise RequestProblem(401, "X-Signature does not match the body signed with the app's secret")
     payload = _object(parse_json(body))
     try:
-        key = creator_key(payload)
+        # The key the record gets on chorus.raw.streamchat; a body that has none is refused here.
+        creator_key(payload)
     except InvalidRecord as error:
         raise RequestProblem(400, str(error)) from None
     webhook_id = request.headers.get("x-webhook-id", "").strip()[:256]
@@ -100,13 +103,14 @@ async def receive_streamchat(request: Request) -> JSONResponse:
         correlation_id=correlation_id,
         body=payload,
     )
-    await _produce(resources, topics.RAW_STREAMCHAT, key, delivery.to_bytes(), correlation_id)
+    await _produce(resources, RAW_STREAMCHAT, [delivery], correlation_id)
     EVENTS_ACCEPTED.labels("streamchat").inc()
     kind = event_type(payload)
     return _accepted({"accepted": 1, "event_type": kind, "stored": kind in MESSAGE_EVENTS}, correlation_id, 200)
 
 
-@router.post("/webhooks/tavus", summary="Tavus conversation callback")
+@router.post("/webhooks/tavus", summary="Tavus conversation callback", response_model=bodies.TavusAccepted,
+             responses=bodies.REFUSALS, openapi_extra=bodies.TAVUS)  # fmt: skip
 async def receive_tavus(request: Request) -> JSONResponse:
     resources, settings = _context(request)
     token = request.headers.get("x-chorus-token") or request.query_params.get("token") or ""
@@ -121,15 +125,26 @@ async def receive_tavus(request: Request) -> JSONResponse:
         raise RequestProblem(400, str(error)) from None
     correlation_id = _correlation_id(request)
     delivery = RawTavusDelivery(tenant_id=tenant_id, received_at=utcnow(), correlation_id=correlation_id, body=payload)
-    await _produce(resources, topics.RAW_TAVUS, callback.conversation_id, delivery.to_bytes(), correlation_id)
+    await _produce(resources, RAW_TAVUS, [delivery], correlation_id)
     EVENTS_ACCEPTED.labels("tavus").inc()
     return _accepted({"accepted": 1, "event_type": callback.event_type}, correlation_id, 200)
 
 
-@router.post("/v1/events", summary="Events from any producer: one object, a JSON array, or NDJSON")
-async def receive_events(request: Request) -> JSONResponse:
+async def events_tenant(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+) -> UUID:
+    """The API key's tenant, counting refused keys with the refused signatures and tokens."""
+    try:
+        return await authenticated_tenant(request, credentials)
+    except HTTPProblem:
+        SIGNATURE_FAILURES.labels("events").inc()
+        raise
+
+
+@router.post("/v1/events", summary="Events from any producer: one object, a JSON array, or NDJSON", status_code=202,
+             response_model=bodies.EventsAccepted, responses=bodies.REFUSALS, openapi_extra=bodies.EVENTS)  # fmt: skip
+async def receive_events(request: Request, tenant_id: Annotated[UUID, Depends(events_tenant)]) -> JSONResponse:
     resources, settings = _context(request)
-    tenant_id = await _bearer_tenant(request, resources)
     body = await read_body(request, settings.max_body_bytes)
     items = _event_items(body, request.headers.get("content-type", ""))
     if not items:
@@ -138,18 +153,19 @@ async def receive_events(request: Request) -> JSONResponse:
         raise RequestProblem(413, f"{len(items)} events in one request; the limit is {settings.max_events_per_request}")
     correlation_id = _correlation_id(request)
     received_at = utcnow()
-    envelopes, problems = [], []
+    envelopes: list[EventEnvelope] = []
+    problems: list[FieldProblem] = []
     for index, item in enumerate(items):
         try:
             envelope = EventEnvelope.model_validate(item)
         except ValidationError as error:
             problems += [
-                {"event": index, "field": ".".join(str(part) for part in detail["loc"]), "problem": detail["msg"]}
+                FieldProblem(event=index, field=".".join(str(part) for part in detail["loc"]), problem=detail["msg"])
                 for detail in error.errors(include_url=False, include_input=False)
             ]
             continue
         if envelope.tenant_id not in (None, str(tenant_id)):
-            problems.append({"event": index, "field": "tenant_id", "problem": "names another tenant than the key's"})
+            problems.append(FieldProblem(event=index, field="tenant_id", problem="names another tenant than the key's"))
             continue
         envelopes.append(
             envelope.model_copy(
@@ -157,14 +173,9 @@ async def receive_events(request: Request) -> JSONResponse:
             )
         )
     if problems:
-        raise RequestProblem(400, f"{len({p['event'] for p in problems})} of {len(items)} events are invalid; none "
-                             "was accepted", problems[:100])  # fmt: skip
-    await _produce_all(
-        resources,
-        topics.RAW_EVENTS,
-        [(f"{tenant_id}:{envelope.external_id}", envelope.to_bytes()) for envelope in envelopes],
-        correlation_id,
-    )
+        raise RequestProblem(400, f"{len({p.event for p in problems})} of {len(items)} events are invalid; none "
+                             "was accepted", problems)  # fmt: skip
+    await _produce(resources, topics.RAW_EVENTS, envelopes, correlation_id)
     for envelope in envelopes:
         EVENTS_ACCEPTED.labels(envelope.source).inc()
     return _accepted({"accepted": len(envelopes)}, correlation_id, 202)
@@ -174,15 +185,6 @@ def _context(request: Request) -> tuple[Resources, IngestSettings]:
     resources: Resources = request.app.state.resources
     settings: IngestSettings = request.app.state.settings
     return resources, settings
-
-
-async def _bearer_tenant(request: Request, resources: Resources) -> UUID:
-    scheme, _, key = request.headers.get("authorization", "").partition(" ")
-    tenant_id = await tenants.tenant_for_api_key(resources.pool, key.strip()) if scheme.lower() == "bearer" else None
-    if tenant_id is None:
-        SIGNATURE_FAILURES.labels("events").inc()
-        raise RequestProblem(401, "an Authorization: Bearer <API key> header with a valid key is required")
-    return tenant_id
 
 
 def _event_items(body: bytes, content_type: str) -> list[Any]:
@@ -212,22 +214,15 @@ def _accepted(body: dict[str, Any], correlation_id: str, status: int) -> JSONRes
     return JSONResponse(body, status_code=status, headers={"X-Correlation-Id": correlation_id})
 
 
-async def _produce(resources: Resources, topic: topics.Topic, key: str, value: bytes, correlation_id: str) -> None:
-    await _produce_all(resources, topic, [(key, value)], correlation_id)
-
-
-async def _produce_all(
-    resources: Resources, topic: topics.Topic, records: list[tuple[str, bytes]], correlation_id: str
-) -> None:
+async def _produce(resources: Resources, topic: Topic[R], records: list[R], correlation_id: str) -> None:
     """Send every record and wait until the broker acknowledged all of them (acks=all)."""
-    name = topic.full_name(resources.settings.topic_prefix)
-    headers = correlation_headers(correlation_id)
+    prefix = resources.settings.topic_prefix
     started = time.perf_counter()
     try:
-        futures = [await resources.producer.send(name, value, key=key.encode(), headers=headers)
-                   for key, value in records]  # fmt: skip
+        futures = [await topic.send(resources.producer, prefix, record, correlation_id) for record in records]
         for future in futures:
             await future
     except KafkaError as error:
-        raise RequestProblem(503, f"Kafka did not acknowledge the event ({type(error).__name__}); retry") from None
+        raise HTTPProblem(503, f"Kafka did not acknowledge the event ({type(error).__name__}); retry",
+                          headers=RETRY_SOON) from None  # fmt: skip
     PRODUCE_SECONDS.labels(topic.name).observe(time.perf_counter() - started)

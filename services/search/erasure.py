@@ -42,6 +42,8 @@ async def erase_party(db: asyncpg.Connection, tenant_id: UUID, party: str) -> tu
     counts["streamchat_messages"] = _count(
         await db.execute("DELETE FROM streamchat_messages WHERE id = ANY($1::uuid[])", message_ids)
     )
+    # The creator's replies into the party's channels: who they went to, and when.
+    counts["reply_deliveries"] = _count(await db.execute("DELETE FROM reply_deliveries WHERE visitor_id = $1", party))
 
     vcon_party = [{"mailto": party}, {"tel": party}, {"name": party}]
     raw_events = await db.fetch(

@@ -9,6 +9,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Mode = Literal["hybrid", "semantic", "keyword"]
+EXPLAIN = 'Give each result its rank and score in each list (docs/search.md "Relevance").'
 MAX_QUERY_CHARS = 1000
 
 
@@ -29,6 +30,8 @@ class SearchRequest(BaseModel):
     threshold: float | None = Field(None, ge=-1.0, le=1.0, description="Least cosine similarity of a semantic hit.")
     metadata: dict[str, Any] = Field(default_factory=dict, description="Documents whose metadata contains this.")
     vector: list[float] | None = Field(None, description="A query vector to use instead of embedding `q`.")
+    cursor: str | None = Field(None, max_length=512, description="`next_cursor` of the previous page.")
+    explain: bool = Field(False, description=EXPLAIN)
 
     @field_validator("tag")
     @classmethod
@@ -67,6 +70,16 @@ def _comparable(first: datetime, second: datetime) -> bool:
     return (first.tzinfo is None) == (second.tzinfo is None)
 
 
+class Explanation(BaseModel):
+    """Where a result stood in each list (null: that list did not find it), and its final score."""
+
+    semantic_rank: int | None
+    semantic_score: float | None
+    keyword_rank: int | None
+    keyword_score: float | None
+    score: float
+
+
 class SearchResult(BaseModel):
     id: UUID
     source: str
@@ -78,6 +91,7 @@ class SearchResult(BaseModel):
     score: float
     semantic_score: float | None
     keyword_score: float | None
+    explain: Explanation | None = Field(None, description="With `explain=true`: each list's rank and score.")
     tags: dict[str, Any]
     metadata: dict[str, Any]
     created_at: datetime
@@ -88,6 +102,7 @@ class SearchResponse(BaseModel):
     mode: Mode
     took_ms: float
     results: list[SearchResult]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
 
 
 class Visitor(BaseModel):
@@ -103,6 +118,7 @@ class ClusterSummary(BaseModel):
     size: int
     channel_count: int
     preview_text: str | None
+    label: str | None = Field(description="A few words that tell the cluster from the creator's others.")
     representative_visitor: Visitor | None = Field(description="The visitor of the cluster's earliest message.")
     visitor_avatar_urls: list[str] = Field(description="Up to three, earliest visitors first.")
     response_text: str | None
@@ -113,6 +129,7 @@ class ClusterSummary(BaseModel):
 
 class ClustersResponse(BaseModel):
     clusters: list[ClusterSummary]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
 
 
 class ClusterMessage(BaseModel):
@@ -124,8 +141,22 @@ class ClusterMessage(BaseModel):
     created_at: datetime
 
 
+class ReplyDelivery(BaseModel):
+    """One channel's copy of the cluster's reply, as delivered into StreamChat (docs/replies.md)."""
+
+    channel_cid: str
+    status: Literal["pending", "sent", "failed"]
+    reason: str | None = Field(description="Why it failed; while pending, why the last attempt did.")
+    attempts: int = Field(description="Posts into StreamChat so far.")
+    sent_at: datetime | None
+
+
 class ClusterDetail(ClusterSummary):
-    messages: list[ClusterMessage]
+    messages: list[ClusterMessage] = Field(description="A page of the messages, earliest first.")
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page of messages; null on the last.")
+    replies: list[ReplyDelivery] = Field(
+        default_factory=list, description="Each channel's delivery of the reply, by channel; empty until actioned."
+    )
 
 
 class ActionRequest(BaseModel):
@@ -173,6 +204,9 @@ class Conversation(BaseModel):
     ended_at: datetime | None
     events: list[ConversationEvent]
     transcript: list[TranscriptTurn]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page of events and of transcript turns; null once both ended."
+    )
 
 
 class ErasureRequest(BaseModel):
@@ -194,7 +228,3 @@ class ErasureResponse(BaseModel):
     id: UUID
     party: str
     counts: dict[str, int]
-
-
-class Problem(BaseModel):
-    detail: str

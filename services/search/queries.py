@@ -7,7 +7,8 @@ tenants' rows: the tenant is never a filter here, so no WHERE clause can forget 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -28,6 +29,21 @@ SHORT_QUERY_CHARS = 3
 # Trigrams stand in for full text only for short queries (a typo in a word or two); a long query
 # that full text cannot match would make trigram matching read most of the index.
 TRIGRAM_MAX_WORDS = 3
+
+
+# A query word found in this many of the tenant's documents or more weighs about nothing in the
+# keyword ranking and finds no candidates of its own; it bounds the index entries a word costs.
+TERM_CAP = 1000
+# A word no document has is read as the most similar word the documents have, this similar at least
+# (pg_trgm similarity of the stems): "schedual" finds "schedule".
+TYPO_LIKENESS = 0.3
+# What makes a query web-search syntax: a quote or a word with a leading minus. ("or" alone is
+# not: fans write it in questions, and any-term matching already lets either side match.)
+SEARCH_SYNTAX = re.compile(r'"|(?:^|\s)-\w')
+
+
+def has_search_syntax(query: str) -> bool:
+    return SEARCH_SYNTAX.search(query) is not None
 
 
 @dataclass(frozen=True)
@@ -72,6 +88,14 @@ class Hit:
     semantic_score: float | None = None
     keyword_score: float | None = None
     score: float = 0.0
+    by_trigrams: bool = False  # a keyword hit found by trigram similarity, not full text
+    semantic_rank: int | None = None  # places in the fused lists, from 1 (`explain`)
+    keyword_rank: int | None = None
+
+    @property
+    def rank_key(self) -> tuple[float, str]:
+        """The order of every list: higher score first, then the id."""
+        return -self.score, str(self.row["id"])
 
 
 def semantic_settings(ef_search: int) -> dict[str, str | int]:
@@ -91,15 +115,19 @@ async def semantic(
     limit: int,
     threshold: float | None,
     columns: str = RESULT_COLUMNS,
+    after: tuple[float, UUID] | None = None,
 ) -> list[Hit]:
     """Top `limit` documents by cosine similarity of their vector from `model`, in a transaction
-    opened with `semantic_settings`.
+    opened with `semantic_settings`; with `after` (a distance and an id), those that follow it.
 
     The join asks only for the document's id (an index lookup per candidate); a vector of an
     older text of its document (an edit the embed service has not reached yet) is dropped after
     the scan.
     """
     where, values = filters.where(4)
+    if after is not None:
+        values += after
+        where += f" AND (e.embedding <=> $1, d.id) > (${len(values) + 2}::float8, ${len(values) + 3}::uuid)"
     rows = await db.fetch(
         f"""
         WITH nearest AS MATERIALIZED (
@@ -125,18 +153,38 @@ async def semantic(
 
 
 async def keyword(
-    db: asyncpg.Connection, query: str, filters: Filters, limit: int, columns: str = RESULT_COLUMNS
+    db: asyncpg.Connection,
+    query: str,
+    filters: Filters,
+    limit: int,
+    columns: str = RESULT_COLUMNS,
+    trigrams: bool | None = None,
 ) -> list[Hit]:
-    """Full-text matches ranked by ts_rank_cd; trigram similarity when the query is very short or
-    full text finds nothing (a typo, a word cut short). Matches come from the index functions of
-    migration 0004 and are joined back to `documents` under row-level security."""
+    """Full-text matches of any query word ranked by BM25 (migration 0011), or of a web-search
+    query (a "phrase", a -word) ranked by ts_rank_cd; trigram similarity when the query is very
+    short or full text finds nothing (a typo, a word cut short). Matches come from the index
+    functions of migrations 0004 and 0011 and are joined back to `documents` under row-level
+    security.
+
+    A later page passes how the first page matched (`trigrams`): a page must not switch to
+    trigrams because documents changed since the first."""
     where, values = filters.where(3)
     rows: list[asyncpg.Record] = []
-    if len(query.strip()) >= SHORT_QUERY_CHARS:
+    if trigrams is not True and len(query.strip()) >= SHORT_QUERY_CHARS:
+        # Plain words: any of them may match, ranked by BM25 (migration 0011). Web-search syntax
+        # (a "phrase", a -word) means the user said what must match: websearch_to_tsquery.
+        # With no condition but the one every search has (no filter, no cursor) the function's
+        # own best `limit` are the answer, and only those are joined back to `documents`.
+        unfiltered = not values and where == Filters().where(3)[0]
+        matches = (
+            "chorus_fulltext_matches(websearch_to_tsquery('english', $1))"
+            if has_search_syntax(query)
+            else f"chorus_ranked_matches($1, {TERM_CAP}, {TYPO_LIKENESS}, {'$2' if unfiltered else 'NULL'})"
+        )
         rows = await db.fetch(
             f"""
             SELECT {columns}, m.rank
-            FROM chorus_fulltext_matches(websearch_to_tsquery('english', $1)) m JOIN documents d ON d.id = m.document_id
+            FROM {matches} m JOIN documents d ON d.id = m.document_id
             WHERE {where}
             ORDER BY m.rank DESC, d.id
             LIMIT $2
@@ -145,7 +193,9 @@ async def keyword(
             limit,
             *values,
         )
-    if not rows and len(query.split()) <= TRIGRAM_MAX_WORDS:
+    if trigrams is None:
+        trigrams = not rows and len(query.split()) <= TRIGRAM_MAX_WORDS
+    if trigrams:
         rows = await db.fetch(
             f"""
             SELECT {columns}, m.similarity AS rank
@@ -158,18 +208,47 @@ async def keyword(
             limit,
             *values,
         )
-    return [Hit(row, keyword_score=float(row["rank"]), score=float(row["rank"])) for row in rows]
+    return [Hit(row, keyword_score=float(row["rank"]), score=float(row["rank"]), by_trigrams=trigrams)
+            for row in rows]  # fmt: skip
 
 
-def fuse(semantic_hits: list[Hit], keyword_hits: list[Hit], k: int, limit: int) -> list[Hit]:
-    """Reciprocal rank fusion: each list adds 1 / (k + rank); a document both lists found ranks higher."""
+def fuse(
+    semantic_hits: list[Hit], keyword_hits: list[Hit], k: int, limit: int, keyword_weight: float = 1.0
+) -> list[Hit]:
+    """Weighted reciprocal rank fusion: the semantic list adds 1 / (k + rank), the keyword list
+    `keyword_weight` / (k + rank); a document both lists found ranks higher."""
     fused: dict[UUID, Hit] = {}
-    for hits, attribute in ((semantic_hits, "semantic_score"), (keyword_hits, "keyword_score")):
+    for hits, name, weight in ((semantic_hits, "semantic", 1.0), (keyword_hits, "keyword", keyword_weight)):
         for rank, hit in enumerate(hits, start=1):
             entry = fused.setdefault(hit.row["id"], Hit(hit.row))
-            setattr(entry, attribute, getattr(hit, attribute))
-            entry.score += 1.0 / (k + rank)
-    return sorted(fused.values(), key=lambda hit: (-hit.score, str(hit.row["id"])))[:limit]
+            setattr(entry, f"{name}_score", getattr(hit, f"{name}_score"))
+            setattr(entry, f"{name}_rank", rank)
+            entry.score += weight / (k + rank)
+    return sorted(fused.values(), key=lambda hit: hit.rank_key)[:limit]
+
+
+async def feedback_similarities(
+    db: asyncpg.Connection, vector: np.ndarray, model: str, feedback: list[UUID], candidates: list[UUID]
+) -> dict[UUID, float]:
+    """Cosine similarity of each candidate to `vector` moved towards the `feedback` documents'
+    mean vector (pseudo-relevance feedback: the query plus what its best results have in common).
+    The vectors are unit length, so the sum of the two points the same way as their average."""
+    rows = await db.fetch(
+        """
+        WITH moved AS (
+            SELECT $1::vector + avg(embedding) AS vector FROM document_embeddings
+            WHERE model = $2 AND document_id = ANY($3::uuid[])
+        )
+        SELECT e.document_id, 1 - (e.embedding <=> m.vector) AS similarity
+        FROM document_embeddings e, moved m
+        WHERE e.model = $2 AND e.document_id = ANY($4::uuid[]) AND m.vector IS NOT NULL
+        """,
+        vector,
+        model,
+        feedback,
+        candidates,
+    )
+    return {row["document_id"]: float(row["similarity"]) for row in rows}
 
 
 async def with_snippets(db: asyncpg.Connection, hits: list[Hit], query: str) -> list[Hit]:
@@ -191,5 +270,4 @@ async def with_snippets(db: asyncpg.Connection, hits: list[Hit], query: str) -> 
         SNIPPET_CHARS,
     )
     by_id = {row["id"]: row for row in rows}
-    return [Hit(by_id[hit.row["id"]], hit.semantic_score, hit.keyword_score, hit.score)
-            for hit in hits if hit.row["id"] in by_id]  # fmt: skip
+    return [replace(hit, row=by_id[hit.row["id"]]) for hit in hits if hit.row["id"] in by_id]

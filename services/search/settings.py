@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from shared.embedding.settings import EmbeddingSettings
 from shared.settings import setting
@@ -20,8 +21,26 @@ class SearchSettings(EmbeddingSettings):
         50,
         "Results taken from each of the semantic and keyword lists before fusion.",
     )
-    key_cache_seconds: float = setting(
-        "CHORUS_SEARCH_KEY_CACHE_SECONDS", 30.0, "How long a checked API key is trusted without a lookup."
+    fusion: Literal["weighted", "rrf"] = setting(
+        "CHORUS_SEARCH_FUSION",
+        "weighted",
+        "How hybrid search fuses its lists: weighted (similarity plus weighted keyword score, then "
+        "pseudo-relevance feedback) or rrf (reciprocal rank fusion).",
+    )
+    keyword_weight: float = setting(
+        "CHORUS_SEARCH_KEYWORD_WEIGHT",
+        0.1,
+        "Weight of the keyword score (over the query's best) added to the cosine similarity in weighted fusion.",
+    )
+    feedback: int = setting(
+        "CHORUS_SEARCH_FEEDBACK",
+        3,
+        "Best fused results whose mean vector the query vector moves towards before rescoring (0: none).",
+    )
+    semantic_floor: float | None = setting(
+        "CHORUS_SEARCH_SEMANTIC_FLOOR",
+        0.2,
+        "Least cosine similarity of a semantic-only result when the request gives no threshold (docs/search.md).",
     )
     query_cache_size: int = setting(
         "CHORUS_SEARCH_QUERY_CACHE_SIZE", 2048, "Query texts whose vectors are kept in memory for repeated searches."

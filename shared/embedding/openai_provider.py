@@ -8,6 +8,7 @@ import numpy as np
 import openai
 
 from shared.embedding.provider import Embedding, ProviderError
+from shared.retry import retry_after_seconds
 
 MAX_INPUTS_PER_REQUEST = 2048
 MAX_TOKENS_PER_REQUEST = 300_000
@@ -95,8 +96,4 @@ def _retry_after(response: object) -> float | None:
     headers = getattr(response, "headers", None)
     if headers is None:
         return None
-    value = headers.get("retry-after")
-    try:
-        return max(float(value), 0.0) if value is not None else None
-    except ValueError:
-        return None
+    return retry_after_seconds(headers.get("retry-after"))

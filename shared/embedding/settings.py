@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from shared.settings import CommonSettings, setting
 
 
 @dataclass(frozen=True)
 class EmbeddingSettings(CommonSettings):
-    embedding_provider: str = setting(
+    embedding_provider: Literal["local", "openai", "hash"] = setting(
         "CHORUS_EMBEDDING_PROVIDER", "local", "Embedding provider: local (offline all-MiniLM-L6-v2), openai, or hash."
     )
     embedding_dimensions: int = setting(
         "CHORUS_EMBEDDING_DIMENSIONS", 384, "Vector dimensions; must match the database's vector columns."
     )
-    local_model_variant: str = setting(
+    local_model_variant: Literal["int8", "fp32"] = setting(
         "CHORUS_LOCAL_MODEL_VARIANT", "int8", "ONNX variant of the local model: int8 (per-channel) or fp32."
     )
     local_model_threads: int = setting("CHORUS_LOCAL_MODEL_THREADS", 2, "CPU threads the local model may use.")

@@ -21,10 +21,12 @@ from services.ingest.settings import IngestSettings
 from shared import tenants
 from shared.db import tenant_transaction
 from shared.settings import load
+from tests.fake_streamchat import FakeStreamChat
 
 DATA = Path(__file__).resolve().parents[2] / "deploy" / "demo"
 APP_KEY = "acme-streamchat"
-APP_SECRET = "acme-streamchat-secret"
+# As long as a real app secret: PyJWT warns about HMAC keys under 32 bytes when the SDK signs with it.
+APP_SECRET = "acme-streamchat-secret-0123456789abcdef0123456789"
 
 
 def sample(name: str) -> list[dict[str, Any]]:
@@ -96,8 +98,18 @@ async def tenant(pool: asyncpg.Pool) -> Tenant:
 
 
 @pytest.fixture
-def ingest_settings(service_env: dict[str, str]) -> IngestSettings:
-    return load(IngestSettings, {**service_env, "CHORUS_INGEST_MAX_BODY_BYTES": "65536"})
+def streamchat() -> Iterator[FakeStreamChat]:
+    """A StreamChat stand-in that knows the tenant's app: where ingest delivers replies."""
+    with FakeStreamChat({APP_KEY: APP_SECRET}) as server:
+        yield server
+
+
+@pytest.fixture
+def ingest_settings(service_env: dict[str, str], streamchat: FakeStreamChat) -> IngestSettings:
+    return load(
+        IngestSettings,
+        {**service_env, "CHORUS_INGEST_MAX_BODY_BYTES": "65536", "CHORUS_STREAMCHAT_BASE_URL": streamchat.base_url},
+    )
 
 
 @pytest.fixture

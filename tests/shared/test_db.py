@@ -55,3 +55,9 @@ async def test_a_connection_postgres_drops_fails_with_a_transient_error(pool: as
 async def _terminate_after(admin: asyncpg.Connection, pid: int, seconds: float) -> None:
     await asyncio.sleep(seconds)
     await admin.execute("SELECT pg_terminate_backend($1)", pid)
+
+
+async def test_service_connections_end_stuck_statements_and_idle_transactions(pool: asyncpg.Pool) -> None:
+    async with pool.acquire() as connection:
+        assert await connection.fetchval("SHOW statement_timeout") == "1min"
+        assert await connection.fetchval("SHOW idle_in_transaction_session_timeout") == "2min"

@@ -65,12 +65,20 @@ async def _seed(pool: asyncpg.Pool, tenant_id: UUID, label: str) -> None:
             tenant_id,
         )
         await db.execute(
+            # Its words make the rows of cluster_terms, creator_terms and cluster_labels (their triggers).
             "INSERT INTO cluster_members (tenant_id, cluster_id, message_id, channel_cid, embedding, content_hash, "
-            "message_created_at) "
-            "VALUES ($1, $2, $3, 'messaging:dm', array_fill(0.1, ARRAY[384])::vector, '\\x00', now())",
+            "message_created_at, words) "
+            "VALUES ($1, $2, $3, 'messaging:dm', array_fill(0.1, ARRAY[384])::vector, '\\x00', now(), '{launch}')",
             tenant_id,
             cluster,
             message,
+        )
+        await db.execute(
+            "INSERT INTO reply_deliveries (tenant_id, cluster_id, channel_cid, message_id) "
+            "VALUES ($1, $2, 'messaging:dm', $3)",
+            tenant_id,
+            cluster,
+            f"reply-{label}",
         )
         await db.execute(
             "INSERT INTO tavus_conversations (tenant_id, conversation_id) VALUES ($1, 'c1')",

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from launcher.stack.local import SERVICE_SETTINGS
+from launcher.settings import SERVICE_SETTINGS
 from launcher.stack.processes import free_port
 from shared.settings import load
 

@@ -61,3 +61,40 @@ def test_service_settings_extend_the_common_ones() -> None:
         "Port of the search service's HTTP server.",
         False,
     ) in describe(SearchSettings)
+
+
+def test_a_value_outside_the_choices_names_the_variable_and_the_allowed_values() -> None:
+    from shared.embedding.settings import EmbeddingSettings
+
+    with pytest.raises(SettingsError) as raised:
+        load(EmbeddingSettings, {"CHORUS_EMBEDDING_PROVIDER": "bogus"})
+    assert str(raised.value) == "CHORUS_EMBEDDING_PROVIDER='bogus' is not valid: expected one of local, openai, hash"
+    assert load(EmbeddingSettings, {"CHORUS_EMBEDDING_PROVIDER": "hash"}).embedding_provider == "hash"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "problem"),
+    [
+        ("CHORUS_TOPIC_PARTITIONS", "0", "at least 1"),
+        ("CHORUS_TOPIC_RETENTION_HOURS", "inf", "finite"),
+        ("CHORUS_LOG_LEVEL", "LOUD", "one of DEBUG, INFO, WARNING, ERROR"),
+    ],
+)
+def test_bad_common_values_are_refused_at_load(name: str, value: str, problem: str) -> None:
+    with pytest.raises(SettingsError, match=problem):
+        load(CommonSettings, {name: value})
+
+
+def test_a_service_with_a_bad_setting_stops_at_start_with_one_sentence() -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "CHORUS_EMBEDDING_PROVIDER": "bogus"}
+    done = subprocess.run(
+        [sys.executable, "-m", "services.embed"], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        "chorus: CHORUS_EMBEDDING_PROVIDER='bogus' is not valid: expected one of local, openai, hash"
+    )

@@ -1,8 +1,8 @@
 import asyncio
 import uuid
 
+from launcher.topics import ALL_TOPICS
 from shared.kafka import create_consumer, create_producer
-from shared.topics import ALL_TOPICS
 
 
 def test_every_topic_of_the_design_is_defined_once() -> None:

@@ -19,6 +19,7 @@ from shared.embedding import create_provider
 from shared.kafka import create_consumer, create_producer
 from shared.records import DeadLetter, EmbeddedDocument, Record
 from shared.settings import load
+from shared.stream import Incoming
 from tests.fake_openai import FakeOpenAI
 from tests.services.conftest import Ingest, sample
 
@@ -111,15 +112,17 @@ async def test_a_crash_between_the_database_commit_and_the_offset_commit_leaves_
     await producer.start()
     provider = create_provider(settings)
     embedder = Embedder(settings, pool, producer, provider)
-    consumer = create_consumer(settings.kafka_bootstrap, embedder.agent().group_id, *embedder.agent().topics)
+    agent = embedder.agent()
+    prefix = settings.topic_prefix
+    consumer = create_consumer(settings.kafka_bootstrap, f"{prefix}{agent.group}", agent.topic.full_name(prefix))
     await consumer.start()
     taken = []
     async with asyncio.timeout(30):
         while len(taken) < 26:
             for batch in (await consumer.getmany(timeout_ms=500)).values():
                 taken += batch
-    acknowledgements = await embedder.embed_documents(taken)
-    await asyncio.gather(*acknowledgements)
+    result = await embedder.embed_documents([Incoming(agent.topic.decode(record.value), record) for record in taken])
+    await asyncio.gather(*result.sent)
     await consumer.stop()  # no commit: the offsets stay where they were
     await producer.stop()
     await provider.close()

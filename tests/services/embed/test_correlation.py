@@ -13,10 +13,12 @@ from fastapi.testclient import TestClient
 
 from services.embed.app import create_app
 from services.embed.settings import EmbedSettings
+from services.ingest.topics import RAW_STREAMCHAT
 from shared import topics
-from shared.kafka import correlation_of, create_consumer
+from shared.kafka import create_consumer
 from shared.logging import JsonFormatter, bound
 from shared.settings import load
+from shared.topics import correlation_of
 from tests.services.conftest import Ingest, sample
 
 
@@ -43,7 +45,7 @@ async def test_the_correlation_id_reaches_chorus_embedded(
     with TestClient(create_app(settings)):
         response = ingest.streamchat(sample("streamchat_events")[0], "trace-hook", **{"X-Request-Id": "trace-7f3a"})
         assert response.headers["X-Correlation-Id"] == "trace-7f3a"
-        for topic in (topics.RAW_STREAMCHAT, topics.DOCS, topics.EMBEDDED):
+        for topic in (RAW_STREAMCHAT, topics.DOCS, topics.EMBEDDED):
             assert await _headers_on(ingest.env, topic) == ["trace-7f3a"], topic.name
 
 

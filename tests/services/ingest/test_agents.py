@@ -8,6 +8,7 @@ import asyncpg
 
 from services.ingest.agents import Normalizer
 from services.ingest.records import RawStreamChatDelivery
+from services.ingest.topics import RAW_STREAMCHAT, RAW_TAVUS
 from shared import topics
 from shared.kafka import create_consumer, create_producer
 from shared.records import DeadLetter, utcnow
@@ -60,8 +61,9 @@ async def test_replaying_every_raw_topic_from_the_start_changes_no_row(ingest: I
     normalizer = Normalizer(ingest.pool, producer, ingest.env["CHORUS_TOPIC_PREFIX"])
     replay = f"replay-{uuid.uuid4().hex[:8]}"
     tasks = [
-        asyncio.create_task(run_agent(dataclasses.replace(agent, group_id=f"{agent.group_id}-{replay}"),
-                                      ingest.env["CHORUS_KAFKA_BOOTSTRAP"], producer))
+        asyncio.create_task(run_agent(dataclasses.replace(agent, group=f"{agent.group}-{replay}"),
+                                      ingest.env["CHORUS_KAFKA_BOOTSTRAP"], producer,
+                                      ingest.env["CHORUS_TOPIC_PREFIX"]))
         for agent in normalizer.agents()
     ]  # fmt: skip
     try:
@@ -89,15 +91,15 @@ async def test_poison_records_are_dead_lettered_and_the_good_ones_land(ingest: I
         (topics.RAW_EVENTS, b"\xff\xfe not json at all"),
         (topics.RAW_EVENTS, json.dumps(dict(good[0], tenant_id="no-such-tenant")).encode()),
         (topics.RAW_EVENTS, json.dumps({"source": "slack"}).encode()),
-        (topics.RAW_STREAMCHAT, broken_message.to_bytes()),
-        (topics.RAW_TAVUS, b'{"tenant_id": "x"}'),
+        (RAW_STREAMCHAT, broken_message.to_bytes()),
+        (RAW_TAVUS, b'{"tenant_id": "x"}'),
     ]
     records = [
         (topics.RAW_EVENTS, json.dumps(dict(good[0], tenant_id=str(ingest.tenant.id))).encode()),
         poison[0], poison[1],
         (topics.RAW_EVENTS, json.dumps(dict(good[1], tenant_id="acme")).encode()),
         poison[2], poison[3], poison[4],
-        (topics.RAW_STREAMCHAT, streamchat.to_bytes()),
+        (RAW_STREAMCHAT, streamchat.to_bytes()),
         (topics.RAW_EVENTS, json.dumps(dict(good[2], tenant_id="acme")).encode()),
     ]  # fmt: skip
     producer = create_producer(ingest.env["CHORUS_KAFKA_BOOTSTRAP"])
@@ -130,5 +132,5 @@ async def test_poison_records_are_dead_lettered_and_the_good_ones_land(ingest: I
     assert "no tenant is named or has the id 'no-such-tenant'" in by_value[poison[1][1]].reason
     assert by_value[poison[1][1]].error_class == "InvalidRecord"
     assert "'message' must be an object" in by_value[poison[3][1]].reason
-    assert by_value[poison[3][1]].topic == topics.RAW_STREAMCHAT.full_name(prefix)
+    assert by_value[poison[3][1]].topic == RAW_STREAMCHAT.full_name(prefix)
     assert all(letter.offset >= 0 and letter.key_b64 for letter in letters)

@@ -91,9 +91,11 @@ def test_an_invalid_event_is_a_400_that_names_each_problem(ingest: Ingest) -> No
     good = sample("raw_events")[0]
     response = ingest.events([good, {"source": "Slack!", "external_id": ""}, dict(good, tags={"a": 1})])
     assert response.status_code == 400
+    assert response.headers["content-type"] == "application/problem+json"
     body = response.json()
-    assert body["error"] == "2 of 3 events are invalid; none was accepted"
-    assert {(p["event"], p["field"]) for p in body["problems"]} == {
+    assert (body["title"], body["status"]) == ("Bad Request", 400)
+    assert body["detail"] == "2 of 3 events are invalid; none was accepted"
+    assert {(p["event"], p["field"]) for p in body["errors"]} == {
         (1, "source"), (1, "event_type"), (1, "external_id"), (2, "tags.a"),
     }  # fmt: skip
 
@@ -102,5 +104,5 @@ def test_events_need_a_valid_api_key(ingest: Ingest) -> None:
     event = sample("raw_events")[0]
     assert ingest.client.post("/v1/events", json=event).status_code == 401
     wrong = ingest.client.post("/v1/events", json=event, headers={"Authorization": "Bearer chorus_wrong"})
-    assert wrong.status_code == 401
+    assert (wrong.status_code, wrong.headers["www-authenticate"]) == (401, "Bearer")
     assert ingest.events(dict(event, tenant_id="someone-else")).status_code == 400

@@ -83,7 +83,9 @@ def _post_all(ingest: Ingest, path: str, cases: list[Case], good: Callable[[int]
         if response.status_code >= 500:
             failures.append(f"{name}: {response.status_code} {response.text[:200]}")
         elif response.status_code >= 400:
-            assert response.json()["error"], name
+            assert response.headers["content-type"] == "application/problem+json", name
+            problem = response.json()
+            assert problem["status"] == response.status_code and problem["detail"], name
         if number % 5 == 4:
             assert good(number).status_code in (200, 202)
     assert ingest.client.get("/readyz").status_code == 200

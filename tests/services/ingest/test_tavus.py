@@ -60,4 +60,10 @@ def test_the_tavus_token_is_required(ingest: Ingest) -> None:
 def test_a_callback_without_a_conversation_is_a_400(ingest: Ingest) -> None:
     response = ingest.tavus({"event_type": "system.shutdown", "properties": {}})
     assert response.status_code == 400
-    assert response.json() == {"error": "'conversation_id' must be a non-empty string of at most 256 characters"}
+    assert response.json() == {
+        "type": "about:blank",
+        "title": "Bad Request",
+        "status": 400,
+        "detail": "'conversation_id' must be a non-empty string of at most 256 characters",
+        "errors": [],
+    }

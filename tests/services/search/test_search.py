@@ -8,6 +8,7 @@ import pytest
 
 from services.search.queries import Hit, fuse
 from shared.db import tenant_transaction
+from tests.problems import assert_problem
 from tests.services.search.conftest import Search
 
 BOOKINGS = "BKG-412/created"  # the Jira issue about idempotency keys for POST /v1/bookings
@@ -81,7 +82,7 @@ async def test_a_precomputed_vector_can_be_posted(search: Search) -> None:
     response = search.post("/v1/search", {"mode": "semantic", "vector": vector, "limit": 3})
     assert response.status_code == 200 and BOOKINGS in _external_ids(response.json()["results"])
     wrong = search.post("/v1/search", {"mode": "semantic", "vector": [0.1, 0.2]})
-    assert wrong.status_code == 400 and "vector" in wrong.json()["detail"]
+    assert_problem(wrong, 400, "vector")
 
 
 async def test_deleted_messages_never_appear(search: Search) -> None:
@@ -109,6 +110,5 @@ async def test_any_query_text_is_data(search: Search) -> None:
 
 async def test_an_invalid_parameter_is_a_400_that_names_it(search: Search) -> None:
     for params, named in INVALID:
-        response = search.get("/v1/search", **params)
-        assert response.status_code == 400, params
-        assert named in response.json()["detail"], response.json()
+        problem = assert_problem(search.get("/v1/search", **params), 400, named)
+        assert named in problem["detail"], problem
