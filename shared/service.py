@@ -38,14 +38,23 @@ class Resources:
     pool: asyncpg.Pool
     producer: AIOKafkaProducer
     background: list[asyncio.Task[Any]] = field(default_factory=list)
+    # A pool on a read replica, for the routes that only read (search's CHORUS_SEARCH_DATABASE_URL).
+    read_pool: asyncpg.Pool | None = None
     # Called at shutdown, after the background tasks stopped (a provider's HTTP client, say).
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    @property
+    def read_only_pool(self) -> asyncpg.Pool:
+        """The pool for queries that only read: the replica's when one is set, else the primary's."""
+        return self.pool if self.read_pool is None else self.read_pool
 
     def checks(self) -> dict[str, Check]:
         checks: dict[str, Check] = {
             "postgres": lambda: database_answers(self.pool),
             "kafka": lambda: broker_answers(self.settings.kafka_bootstrap),
         }
+        if self.read_pool is not None:
+            checks["postgres_replica"] = lambda: database_answers(self.read_only_pool)
         if self.background:
             checks["agents"] = self._agents_run
         return checks

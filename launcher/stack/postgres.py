@@ -90,9 +90,23 @@ class EmbeddedPostgres:
     def answers(self) -> bool:
         return self.running_pid() is not None and not port_is_free(self.port)
 
-    def _initdb(self) -> None:
+    def replicate(self, primary: EmbeddedPostgres) -> None:
+        """Make this (not yet created) cluster a hot standby of the running `primary`: a base backup
+        (pg_basebackup -R) that streams the primary's WAL once started. A cluster that exists is kept."""
         if (self.data_dir / "PG_VERSION").exists():
             return
+        self._prepare_data_dir()
+        # initdb's pg_hba.conf trusts replication connections from 127.0.0.1, as it trusts the rest.
+        self._run(
+            [
+                str(bin_dir() / "pg_basebackup"),
+                *("-D", str(self.data_dir), "-h", "127.0.0.1", "-p", str(primary.port), "-U", SUPERUSER),
+                *("--write-recovery-conf", "--wal-method=stream", "--checkpoint=fast", "--no-password"),
+            ],
+            failure="pg_basebackup failed",
+        )
+
+    def _prepare_data_dir(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_path.touch()
         user = self._system_user()
@@ -100,6 +114,11 @@ class EmbeddedPostgres:
             _open_path_to(self.data_dir, user)
             _open_path_to(bin_dir(), user)
             shutil.chown(self.log_path, user.pw_name, user.pw_name)
+
+    def _initdb(self) -> None:
+        if (self.data_dir / "PG_VERSION").exists():
+            return
+        self._prepare_data_dir()
         self._run(
             [
                 str(bin_dir() / "initdb"),

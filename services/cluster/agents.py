@@ -10,8 +10,10 @@ from uuid import UUID
 import asyncpg
 import numpy as np
 from aiokafka import AIOKafkaProducer
+from prometheus_client import Gauge
 
 from services.cluster import rehoming, store
+from services.cluster.leadership import TenantGaugesLock
 from services.cluster.metrics import ASSIGNMENTS, CLUSTER_SIZE, OPEN_CLUSTERS
 from services.cluster.settings import ClusterSettings
 from shared import clusters, topics
@@ -149,16 +151,25 @@ class Clusterer:
         for changed in sorted(joined.keys() | left.keys()):
             await clusters.update_totals(db, changed, joined[changed], left[changed])
 
-    async def count_open_clusters(self, every_seconds: float = 15.0) -> None:
-        """Keep the open-clusters gauge current, per tenant."""
-        while True:
-            try:
-                for tenant_id in await all_tenant_ids(self.pool):
-                    async with tenant_transaction(self.pool, tenant_id) as db:
-                        OPEN_CLUSTERS.labels(str(tenant_id)).set(await store.open_cluster_count(db))
-            except TRANSIENT_ERRORS as error:
-                log.warning("could not count open clusters", extra={"error": repr(error)})
-            await asyncio.sleep(every_seconds)
+    async def count_open_clusters(self, every_seconds: float = 15.0, gauge: Gauge = OPEN_CLUSTERS) -> None:
+        """Keep the open-clusters gauge current, per tenant, in the one replica holding the tenant
+        gauges' lock: exported by every replica, a dashboard's sum would count each cluster N times."""
+        lock = TenantGaugesLock(self.settings.database_url)
+        try:
+            while True:
+                if await lock.held():
+                    try:
+                        for tenant_id in await all_tenant_ids(self.pool):
+                            async with tenant_transaction(self.pool, tenant_id) as db:
+                                gauge.labels(str(tenant_id)).set(await store.open_cluster_count(db))
+                    except TRANSIENT_ERRORS as error:
+                        log.warning("could not count open clusters", extra={"error": repr(error)})
+                else:
+                    gauge.clear()
+                await asyncio.sleep(every_seconds)
+        finally:
+            lock.release()
+            gauge.clear()
 
 
 def _unit(vector: np.ndarray) -> np.ndarray:

@@ -9,7 +9,10 @@ ASSIGNMENTS = Counter(
     "Cluster changes by outcome: joined, new, superseded, removed, or skipped (not clusterable, stale or replayed).",
     ["outcome"],
 )
-OPEN_CLUSTERS = Gauge("chorus_cluster_open_clusters", "Open clusters per tenant.", ["tenant"])
+# Exported by one cluster replica only, the holder of services/cluster/leadership.py's lock.
+OPEN_CLUSTERS = Gauge(
+    "chorus_cluster_open_clusters", "Open clusters per tenant (from one replica of the service).", ["tenant"]
+)
 CLUSTER_SIZE = Histogram(
     "chorus_cluster_size_messages",
     "Size of the cluster a message joined or opened, right after it did.",

@@ -184,9 +184,7 @@ class Embedder:
         for item in items:
             document = item.document
             if document.action == "upsert":
-                FRESHNESS.labels(document.source, str(document.tenant_id)).observe(
-                    max((now - document.received_at).total_seconds(), 0.0)
-                )
+                FRESHNESS.labels(document.source).observe(max((now - document.received_at).total_seconds(), 0.0))
             embedded = EmbeddedDocument(
                 **document.model_dump(include=set(DocumentFields.model_fields)),
                 model=self.provider.model if item.vector is not None else None,

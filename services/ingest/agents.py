@@ -13,10 +13,11 @@ from aiokafka import AIOKafkaProducer
 
 from services.ingest import store
 from services.ingest.events import VCON_SOURCE, documents_of, event_content_hash, vcon_tenant
-from services.ingest.metrics import DOCUMENTS_EMITTED, DUPLICATES, IGNORED_EVENTS
+from services.ingest.metrics import DOCUMENTS_EMITTED, DUPLICATES, IGNORED_EVENTS, STALE_UPDATES
 from services.ingest.records import RawStreamChatDelivery, RawTavusDelivery
 from services.ingest.streamchat import MESSAGE_EVENTS, MessageEvent, event_type, parse_message_event
 from services.ingest.tavus import SPOKEN_ROLES, Callback, parse_callback
+from services.ingest.tombstones import erased
 from services.ingest.topics import RAW_STREAMCHAT, RAW_TAVUS
 from shared import topics
 from shared.db import tenant_transaction
@@ -25,6 +26,7 @@ from shared.hashing import normalize_text, text_hash
 from shared.records import Document, EventEnvelope, utcnow
 from shared.stream import Agent, Incoming, Sent
 from shared.tenants import resolve_tenant
+from shared.tombstones import Kind, event_value
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +70,9 @@ class Normalizer:
         event = parse_message_event(delivery.body, delivery.paid_channel_types)
         tenant_id = delivery.tenant_id
         async with tenant_transaction(self.pool, tenant_id) as db:
+            ids: list[tuple[Kind, str]] = [("webhook", delivery.webhook_id), ("message", event.message_id)]
+            if await erased(db, tenant_id, "streamchat", ids, delivery.body, delivery.received_at):
+                return []
             if not await store.record_streamchat_delivery(db, tenant_id, delivery.webhook_id, event.message_id):
                 DUPLICATES.labels("streamchat", "webhook_id").inc()
                 emissions = await self._pending_for_message(db, tenant_id, event)
@@ -86,6 +91,10 @@ class Normalizer:
             row_id = await store.insert_message(db, tenant_id, event, content_hash, body)
         elif existing["content_hash"] == content_hash or existing["deleted_at"] is not None:
             DUPLICATES.labels("streamchat", "message_content").inc()
+            return await self._pending_for_message(db, tenant_id, event)
+        elif event.edited_at < existing["edited_at"]:
+            # Webhooks can arrive out of order: an older edit must not overwrite a newer one.
+            STALE_UPDATES.inc()
             return await self._pending_for_message(db, tenant_id, event)
         else:
             row_id = existing["id"]
@@ -134,6 +143,9 @@ class Normalizer:
         callback = parse_callback(delivery.body)
         tenant_id = delivery.tenant_id
         async with tenant_transaction(self.pool, tenant_id) as db:
+            conversation: list[tuple[Kind, str]] = [("conversation", callback.conversation_id)]
+            if await erased(db, tenant_id, "tavus", conversation, delivery.body, delivery.received_at):
+                return []
             fresh = await store.record_tavus_event(
                 db, tenant_id, callback.event_hash, callback.conversation_id, callback.event_type, delivery.body
             )
@@ -141,7 +153,9 @@ class Normalizer:
                 emissions = await self._apply_callback(db, tenant_id, callback)
             else:
                 DUPLICATES.labels("tavus", "event_hash").inc()
-                emissions = []
+                # Stored before, but the process may have stopped before handing the documents on.
+                documents = await store.conversation_documents(db, tenant_id, callback.conversation_id)
+                emissions = [Emission(row) for row in await store.pending_documents(db, documents)]
         return await self._emit(emissions, delivery.received_at, delivery.correlation_id)
 
     async def _apply_callback(self, db: asyncpg.Connection, tenant_id: UUID, callback: Callback) -> list[Emission]:
@@ -221,6 +235,10 @@ class Normalizer:
         tenant_id = await self._tenant_of(envelope, incoming.headers)
         drafts = documents_of(envelope)
         async with tenant_transaction(self.pool, tenant_id) as db:
+            event: list[tuple[Kind, str]] = [("event", event_value(envelope.source, envelope.external_id))]
+            payload = (envelope.payload, envelope.tags, envelope.metadata)
+            if await erased(db, tenant_id, "events", event, payload, envelope.received_at or utcnow()):
+                return []
             raw_id, outcome = await store.upsert_raw_event(
                 db, tenant_id, envelope.source, envelope.event_type, envelope.external_id, envelope.occurred_at,
                 event_content_hash(envelope), envelope.payload, envelope.tags, envelope.metadata,

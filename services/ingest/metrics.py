@@ -2,21 +2,48 @@
 
 from prometheus_client import Counter, Histogram
 
+from shared.metrics import KNOWN_SOURCES, Bounded
+
+# Event types an `event_type` label names (StreamChat's and Tavus's); any other is `other`.
+KNOWN_EVENT_TYPES = frozenset({
+    "message.read", "message.flagged", "message.unflagged", "reaction.new", "reaction.updated", "reaction.deleted",
+    "channel.created", "channel.updated", "channel.deleted", "channel.truncated", "channel.hidden",
+    "channel.visible", "member.added", "member.updated", "member.removed", "user.updated", "user.banned",
+    "user.unbanned", "user.deleted", "typing.start", "typing.stop", "notification.message_new",
+    "system.replica_joined", "system.shutdown", "application.recording_ready", "application.transcription_ready",
+    "application.perception_analysis", "conversation.utterance", "conversation.tool_call",
+})  # fmt: skip
+
 REQUESTS = Counter("chorus_ingest_requests_total", "HTTP requests by endpoint and status.", ["endpoint", "status"])
-EVENTS_ACCEPTED = Counter(
-    "chorus_ingest_events_accepted_total", "Events acknowledged by Kafka and answered 2xx.", ["source"]
+EVENTS_ACCEPTED = Bounded(
+    Counter("chorus_ingest_events_accepted_total", "Events acknowledged by Kafka and answered 2xx.", ["source"]),
+    KNOWN_SOURCES,
 )
-DUPLICATES = Counter(
-    "chorus_ingest_duplicates_total", "Deliveries dropped as seen before, by reason.", ["source", "reason"]
+DUPLICATES = Bounded(
+    Counter("chorus_ingest_duplicates_total", "Deliveries dropped as seen before, by reason.", ["source", "reason"]),
+    KNOWN_SOURCES,
+    None,
 )
 SIGNATURE_FAILURES = Counter(
     "chorus_ingest_signature_failures_total", "Requests refused for a bad signature, key or token.", ["source"]
 )
-DOCUMENTS_EMITTED = Counter(
-    "chorus_ingest_documents_emitted_total", "Documents handed to chorus.docs.", ["source", "action"]
+DOCUMENTS_EMITTED = Bounded(
+    Counter("chorus_ingest_documents_emitted_total", "Documents handed to chorus.docs.", ["source", "action"]),
+    KNOWN_SOURCES,
+    None,
 )
-IGNORED_EVENTS = Counter(
-    "chorus_ingest_ignored_events_total", "Accepted deliveries that carry nothing to store.", ["source", "event_type"]
+STALE_UPDATES = Counter(
+    "chorus_ingest_stale_updates_total",
+    "StreamChat message.updated events ignored: older (by updated_at) than the edit already stored.",
+)
+IGNORED_EVENTS = Bounded(
+    Counter(
+        "chorus_ingest_ignored_events_total",
+        "Accepted deliveries that carry nothing to store.",
+        ["source", "event_type"],
+    ),
+    KNOWN_SOURCES,
+    KNOWN_EVENT_TYPES,
 )
 PRODUCE_SECONDS = Histogram(
     "chorus_kafka_produce_seconds",

@@ -122,8 +122,10 @@ async def record_streamchat_delivery(db: Connection, tenant_id: UUID, webhook_id
 
 
 async def find_message(db: Connection, tenant_id: UUID, message_id: str) -> asyncpg.Record | None:
+    """The stored message: its row id, text hash, document, deletion and `edited_at` (its last edit, else creation)."""
     return await db.fetchrow(
-        "SELECT id, content_hash, document_id, deleted_at FROM streamchat_messages "
+        "SELECT id, content_hash, document_id, deleted_at, "
+        "coalesce(message_updated_at, message_created_at) AS edited_at FROM streamchat_messages "
         "WHERE tenant_id = $1 AND message_id = $2",
         tenant_id, message_id,
     )  # fmt: skip
@@ -183,6 +185,15 @@ async def record_tavus_event(
         tenant_id, event_hash, conversation_id, event_type, body,
     )  # fmt: skip
     return inserted is True
+
+
+async def conversation_documents(db: Connection, tenant_id: UUID, conversation_id: str) -> list[UUID]:
+    """The documents made of a Tavus conversation: its transcript turns and its analysis."""
+    rows = await db.fetch(
+        "SELECT id FROM documents WHERE tenant_id = $1 AND source = 'tavus' AND conversation_id = $2",
+        tenant_id, conversation_id,
+    )  # fmt: skip
+    return [row["id"] for row in rows]
 
 
 async def update_conversation(db: Connection, tenant_id: UUID, conversation_id: str, **fields: Any) -> None:

@@ -49,6 +49,11 @@ class MessageEvent:
     updated_at: datetime | None
     deleted_at: datetime | None
 
+    @property
+    def edited_at(self) -> datetime:
+        """When the message got the text this event carries: its last edit, else its creation."""
+        return self.updated_at or self.created_at
+
 
 def event_type(body: dict[str, Any]) -> str:
     kind = body.get("type")

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, Literal
+import math
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Mode = Literal["hybrid", "semantic", "keyword"]
 EXPLAIN = 'Give each result its rank and score in each list (docs/search.md "Relevance").'
 MAX_QUERY_CHARS = 1000
+# How far a `metadata` filter may nest and how many keys and values it may hold in all.
+MAX_METADATA_DEPTH = 8
+MAX_METADATA_ITEMS = 256
 
 
 class SearchRequest(BaseModel):
@@ -42,12 +46,32 @@ class SearchRequest(BaseModel):
                 raise ValueError(f"{tag!r} is not key:value")
         return tags
 
-    @field_validator("q")
+    @field_validator("q", "source", "content_type", "creator_id", "cursor")
     @classmethod
-    def _no_nul(cls, query: str | None) -> str | None:
-        if query is not None and "\x00" in query:
-            raise ValueError("must not contain a NUL character")
-        return query
+    def _storable(cls, text: str | None) -> str | None:
+        return None if text is None else storable_text(text)
+
+    @field_validator("tag")
+    @classmethod
+    def _storable_tags(cls, tags: list[str]) -> list[str]:
+        return [storable_text(tag) for tag in tags]
+
+    @field_validator("since", "until")
+    @classmethod
+    def _in_range(cls, moment: datetime | None) -> datetime | None:
+        # Postgres compares in UTC: a year-1 time east of UTC, or a year-9999 one west of it, has no UTC value.
+        if moment is not None and moment.tzinfo is not None:
+            try:
+                moment.astimezone(UTC)
+            except OverflowError:
+                raise ValueError("is out of range once converted to UTC") from None
+        return moment
+
+    @field_validator("metadata")
+    @classmethod
+    def _bounded_metadata(cls, metadata: dict[str, Any]) -> dict[str, Any]:
+        _check_json(metadata)
+        return metadata
 
     @model_validator(mode="after")
     def _enough_to_search_with(self) -> SearchRequest:
@@ -68,6 +92,45 @@ class SearchRequest(BaseModel):
 
 def _comparable(first: datetime, second: datetime) -> bool:
     return (first.tzinfo is None) == (second.tzinfo is None)
+
+
+def storable_text(text: str) -> str:
+    """`text` if Postgres can store it: no NUL character, no lone surrogate (a `\\ud800` escape in JSON)."""
+    if "\x00" in text:
+        raise ValueError("must not contain a NUL character")
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        raise ValueError("must not contain a lone surrogate") from None
+    return text
+
+
+def _check_json(metadata: dict[str, Any]) -> None:
+    """Refuse what jsonb cannot hold (NUL, lone surrogates, 1e999 read as infinity) and more than
+    MAX_METADATA_DEPTH levels or MAX_METADATA_ITEMS keys and values."""
+    waiting: list[tuple[Any, int]] = [(metadata, 1)]
+    items = 0
+    while waiting:
+        value, depth = waiting.pop()
+        items += 1
+        if items > MAX_METADATA_ITEMS:
+            raise ValueError(f"must hold at most {MAX_METADATA_ITEMS} keys and values")
+        if depth > MAX_METADATA_DEPTH:
+            raise ValueError(f"must nest at most {MAX_METADATA_DEPTH} levels")
+        if isinstance(value, str):
+            storable_text(value)
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise ValueError("must hold finite numbers only")
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                storable_text(key)
+                waiting.append((item, depth + 1))
+        elif isinstance(value, list):
+            waiting.extend((item, depth + 1) for item in value)
+
+
+# A path or query parameter that goes into SQL: refused with a 400 naming it when Postgres could not take it.
+StorableText = Annotated[str, AfterValidator(storable_text)]
 
 
 class Explanation(BaseModel):
@@ -169,9 +232,7 @@ class ActionRequest(BaseModel):
     def _not_blank(cls, text: str) -> str:
         if not text.strip():
             raise ValueError("must not be blank")
-        if "\x00" in text:
-            raise ValueError("must not contain a NUL character")
-        return text
+        return storable_text(text)
 
 
 class ActionResponse(BaseModel):
@@ -221,10 +282,24 @@ class ErasureRequest(BaseModel):
     def _not_blank(cls, party: str) -> str:
         if not party.strip() or "\x00" in party:
             raise ValueError("must be a non-blank string without NUL characters")
-        return party.strip()
+        return storable_text(party.strip())
+
+
+class KafkaRemainder(BaseModel):
+    """Records that may still hold the party in Kafka: topics delete them only when their retention ends."""
+
+    topics: list[str]
+    retention_hours: float
+    until: datetime = Field(description="When the last record received before the erasure is past its retention.")
+    holds: str
 
 
 class ErasureResponse(BaseModel):
+    """The receipt of an erasure: rows deleted per table, tombstones written, and what Kafka still holds."""
+
     id: UUID
     party: str
-    counts: dict[str, int]
+    counts: dict[str, int] = Field(description="Rows deleted (or changed: clusters_changed) per table.")
+    tombstones: int = Field(description="Keyed hashes written so that ingest drops this data if it comes again.")
+    remains_in_kafka: list[KafkaRemainder]
+    horizon: datetime = Field(description="When no copy of the erased data is left anywhere Chorus keeps it.")

@@ -7,6 +7,7 @@ tenants' rows: the tenant is never a filter here, so no WHERE clause can forget 
 
 from __future__ import annotations
 
+import html
 import re
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -22,6 +23,9 @@ RESULT_COLUMNS = (
 )
 # A snippet without a match is the text's start, this long.
 SNIPPET_CHARS = 200
+# ts_headline marks matches with these private-use characters, taken out of the text first, and
+# `snippet_html` turns them into <mark> once the text is escaped: a document's own markup stays text.
+_START, _STOP = "\ue000", "\ue001"
 # What a list needs when `with_snippets` fetches the results' columns afterwards.
 ID_ONLY = "d.id"
 # Below this many characters a query is matched by trigrams: full text has too little to go on.
@@ -253,14 +257,14 @@ async def feedback_similarities(
 
 async def with_snippets(db: asyncpg.Connection, hits: list[Hit], query: str) -> list[Hit]:
     """`hits` (found with any columns) carrying the result columns and a `snippet`: a passage of
-    the text for `query` with <mark> around the matches, or the text's start. One query for all:
-    lists that only need ids for ranking leave the rest to this."""
+    the text for `query` with the matches between _START and _STOP, or the text's start (see
+    `snippet_html`). One query for all: lists that only need ids for ranking leave the rest to this."""
     rows = await db.fetch(
         f"""
         SELECT {RESULT_COLUMNS},
-               CASE WHEN numnode(q.query) = 0 THEN left(d.text, $3)
-               ELSE ts_headline('english', d.text, q.query,
-                                'StartSel=<mark>, StopSel=</mark>, MaxWords=30, MinWords=10, MaxFragments=2')
+               CASE WHEN numnode(q.query) = 0 THEN left(translate(d.text, $4, ''), $3)
+               ELSE ts_headline('english', translate(d.text, $4, ''), q.query,
+                                'StartSel=' || $5 || ', StopSel=' || $6 || ', MaxWords=30, MinWords=10, MaxFragments=2')
                END AS snippet
         FROM documents d, websearch_to_tsquery('english', $2) AS q(query)
         WHERE d.id = ANY($1::uuid[])
@@ -268,6 +272,17 @@ async def with_snippets(db: asyncpg.Connection, hits: list[Hit], query: str) -> 
         [hit.row["id"] for hit in hits],
         query,
         SNIPPET_CHARS,
+        _START + _STOP,
+        _START,
+        _STOP,
     )
     by_id = {row["id"]: row for row in rows}
     return [replace(hit, row=by_id[hit.row["id"]]) for hit in hits if hit.row["id"] in by_id]
+
+
+def snippet_html(snippet: str, marked: bool = True) -> str:
+    """A snippet as HTML: the document's text escaped, Chorus's <mark> around the matches its only
+    markup. A snippet not from `with_snippets` (`marked=False`) loses any marker characters it has."""
+    if not marked:
+        snippet = snippet.replace(_START, "").replace(_STOP, "")
+    return html.escape(snippet).replace(_START, "<mark>").replace(_STOP, "</mark>")

@@ -12,6 +12,19 @@ from shared.settings import setting
 @dataclass(frozen=True)
 class SearchSettings(EmbeddingSettings):
     port: int = setting("CHORUS_SEARCH_PORT", 8080, "Port of the search service's HTTP server.")
+    search_database_url: str = setting(
+        "CHORUS_SEARCH_DATABASE_URL",
+        "",
+        "Postgres URL search's read-only routes query, a streaming replica say (empty: CHORUS_DATABASE_URL); "
+        "writes stay on CHORUS_DATABASE_URL.",
+        secret=True,
+    )
+    max_body_bytes: int = setting(
+        "CHORUS_SEARCH_MAX_BODY_BYTES",
+        65_536,
+        "Largest request body search reads; larger is 413, before authentication.",
+        minimum=1024,
+    )
     ef_search: int = setting(
         "CHORUS_SEARCH_EF_SEARCH", 64, "HNSW candidate list per semantic query (higher: better recall, slower)."
     )

@@ -30,8 +30,6 @@ CORE_GROUPS = {"v1", "apps/v1", "batch/v1", "policy/v1", "autoscaling/v2"}
 KNOWN_SETTINGS = {
     row[0] for cls in (CommonSettings, StackSettings, *SERVICE_SETTINGS.values()) for row in describe(cls)
 }
-# Read by search once the read-replica work lands (issue 17, part 3); until then search ignores it.
-PENDING_SETTINGS = {"CHORUS_SEARCH_DATABASE_URL"}
 # Each consumer group and the topic it reads, as the services' agents name them.
 GROUPS = {
     "embed": [("chorus-embed", "chorus.docs")],
@@ -139,7 +137,7 @@ def test_every_chorus_variable_is_a_setting(rendered: Resources) -> None:
         for item in c.get("env", [])
         if item["name"].startswith("CHORUS_")
     }
-    assert names - KNOWN_SETTINGS - PENDING_SETTINGS == set()
+    assert names - KNOWN_SETTINGS == set()
 
 
 def test_partitions_bound_the_consumers_and_agree_everywhere(rendered: Resources) -> None:

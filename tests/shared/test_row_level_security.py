@@ -95,6 +95,10 @@ async def _seed(pool: asyncpg.Pool, tenant_id: UUID, label: str) -> None:
             tenant_id,
         )
         await db.execute("INSERT INTO privacy_requests (tenant_id, party) VALUES ($1, 'fan')", tenant_id)
+        await db.execute("INSERT INTO erasure_keys (tenant_id, key) VALUES ($1, $2)", tenant_id, bytes(32))
+        await db.execute(
+            "INSERT INTO erasure_tombstones (tenant_id, kind, digest) VALUES ($1, 'party', '\\x03')", tenant_id
+        )
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request
 
 from services.search import store
 from services.search.cursors import CURSOR, MAX_CURSOR_CHARS, InvalidCursor
-from services.search.models import ActionRequest, ActionResponse, ClusterDetail, ClustersResponse
+from services.search.models import ActionRequest, ActionResponse, ClusterDetail, ClustersResponse, StorableText
 from services.search.routes.common import resources
 from shared import clusters
 from shared.db import tenant_transaction
@@ -23,14 +23,14 @@ router = APIRouter(prefix="/v1", responses=problems(400, 401, 503))
 async def list_clusters(
     request: Request,
     tenant_id: Tenant,
-    creator_id: Annotated[str | None, Query(max_length=256)] = None,
+    creator_id: Annotated[StorableText | None, Query(max_length=256)] = None,
     status: Literal["open", "actioned"] | None = None,
     min_size: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     sort: Annotated[store.ClusterSort, Query(description="size: largest first; newest: created last first")] = "size",
     cursor: Annotated[str | None, Query(max_length=MAX_CURSOR_CHARS, description=CURSOR)] = None,
 ) -> ClustersResponse:
-    async with tenant_transaction(resources(request).pool, tenant_id) as db:
+    async with tenant_transaction(resources(request).read_only_pool, tenant_id) as db:
         try:
             return await store.list_clusters(db, creator_id, status, min_size, limit, sort, cursor)
         except InvalidCursor as error:
@@ -46,7 +46,7 @@ async def get_cluster(
     limit: Annotated[int, Query(ge=1, le=200, description="Messages in the page.")] = 50,
     cursor: Annotated[str | None, Query(max_length=MAX_CURSOR_CHARS, description=CURSOR)] = None,
 ) -> ClusterDetail:
-    async with tenant_transaction(resources(request).pool, tenant_id) as db:
+    async with tenant_transaction(resources(request).read_only_pool, tenant_id) as db:
         summary = await store.cluster_summary(db, cluster_id)
         if summary is None:
             raise HTTPProblem(404, f"no cluster {cluster_id}")

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Request
 
 from services.search import store
 from services.search.cursors import CURSOR, MAX_CURSOR_CHARS, InvalidCursor
-from services.search.models import Conversation
+from services.search.models import Conversation, StorableText
 from services.search.routes.common import resources
 from shared.db import tenant_transaction
 from shared.http.keys import Tenant
@@ -22,11 +22,11 @@ router = APIRouter(prefix="/v1", responses=problems(400, 401, 503))
 async def get_conversation(
     request: Request,
     tenant_id: Tenant,
-    conversation_id: str,
+    conversation_id: StorableText,
     limit: Annotated[int, Query(ge=1, le=500, description="Events and transcript turns in the page, each.")] = 100,
     cursor: Annotated[str | None, Query(max_length=MAX_CURSOR_CHARS, description=CURSOR)] = None,
 ) -> Conversation:
-    async with tenant_transaction(resources(request).pool, tenant_id) as db:
+    async with tenant_transaction(resources(request).read_only_pool, tenant_id) as db:
         try:
             found = await store.conversation(db, conversation_id, limit, cursor)
         except InvalidCursor as error:

@@ -87,7 +87,7 @@ async def _run_search(request: Request, tenant_id: UUID, search: SearchRequest, 
     )  # fmt: skip
     query = (search.q or "").strip()
     model = embedder.provider.model
-    pool = resources(request).pool
+    pool = resources(request).read_only_pool
     # One transaction answers the request. With a query text the lists rank ids only, and one
     # more query fetches the results' columns with their highlighted snippets.
     columns = queries.ID_ONLY if query else queries.RESULT_COLUMNS
@@ -121,7 +121,7 @@ async def _run_search(request: Request, tenant_id: UUID, search: SearchRequest, 
         results=[
             SearchResult(
                 **_result_fields(hit),
-                snippet=(hit.row["snippet"] if query else None) or hit.row["text"][: queries.SNIPPET_CHARS],
+                snippet=_snippet(hit, query),
                 score=hit.score,
                 semantic_score=hit.semantic_score,
                 keyword_score=hit.keyword_score,
@@ -159,6 +159,12 @@ def _explanation(hit: queries.Hit, search: SearchRequest, place: int) -> Explana
         keyword_score=hit.keyword_score,
         score=hit.score,
     )
+
+
+def _snippet(hit: queries.Hit, query: str) -> str:
+    if query and hit.row["snippet"]:
+        return queries.snippet_html(hit.row["snippet"])
+    return queries.snippet_html(hit.row["text"][: queries.SNIPPET_CHARS], marked=False)
 
 
 def _result_fields(hit: queries.Hit) -> dict[str, Any]:

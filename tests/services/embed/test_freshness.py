@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import pytest
 from fastapi.testclient import TestClient
+from prometheus_client import REGISTRY
 
 from services.embed.app import create_app
 from services.embed.settings import EmbedSettings
@@ -23,10 +24,10 @@ async def test_events_land_in_the_buckets_of_their_age(
 ) -> None:
     tenant = str(ingest.tenant.id)
     # Bucket counts are cumulative: `le` counts every observation at or below it.
-    late_10 = MetricDelta("chorus_freshness_seconds_bucket", source="jira", tenant=tenant, le="10.0")
-    late_30 = MetricDelta("chorus_freshness_seconds_bucket", source="jira", tenant=tenant, le="30.0")
-    fresh_10 = MetricDelta("chorus_freshness_seconds_bucket", source="slack", tenant=tenant, le="10.0")
-    fresh_count = MetricDelta("chorus_freshness_seconds_count", source="slack", tenant=tenant)
+    late_10 = MetricDelta("chorus_freshness_seconds_bucket", source="jira", le="10.0")
+    late_30 = MetricDelta("chorus_freshness_seconds_bucket", source="jira", le="30.0")
+    fresh_10 = MetricDelta("chorus_freshness_seconds_bucket", source="slack", le="10.0")
+    fresh_count = MetricDelta("chorus_freshness_seconds_count", source="slack")
     now = utcnow()
     events = [
         # Arrived at ingest 20 s ago (a producer's record waited on the topic): lands in (10, 30].
@@ -46,7 +47,7 @@ async def test_events_land_in_the_buckets_of_their_age(
         await producer.stop()
     cache = str(tmp_path_factory.getbasetemp() / "models")
     settings = load(EmbedSettings, {**ingest.env, "CHORUS_MODEL_CACHE": cache, "CHORUS_EMBED_BATCH_WAIT_MS": "10"})
-    late_count = MetricDelta("chorus_freshness_seconds_count", source="jira", tenant=tenant)
+    late_count = MetricDelta("chorus_freshness_seconds_count", source="jira")
     with TestClient(create_app(settings)):
         assert await ingest.wait_for("SELECT count(*) FROM document_embeddings", 2) == 2
         # Observed when the stored vector is announced, just after the commit.
@@ -55,3 +56,5 @@ async def test_events_land_in_the_buckets_of_their_age(
                 await asyncio.sleep(0.1)
     assert (late_10.delta(), late_30.delta()) == (0, 1)
     assert (fresh_10.delta(), fresh_count.delta()) == (1, 1)
+    freshness = [metric for metric in REGISTRY.collect() if metric.name == "chorus_freshness_seconds"]
+    assert freshness and all("tenant" not in sample.labels for sample in freshness[0].samples)

@@ -1,3 +1,4 @@
+import asyncio
 import copy
 import gzip
 import json
@@ -165,3 +166,50 @@ async def test_an_edit_with_the_same_text_changes_nothing_and_a_new_text_re_embe
     # No embed service runs here, so the document is still unembedded when the same-text edit
     # arrives: the duplicate hands it on again (embedding is idempotent), the new text re-embeds.
     assert emitted.delta() == 3
+
+
+async def test_an_edit_older_than_the_stored_one_is_ignored_and_counted(ingest: Ingest) -> None:
+    stale = MetricDelta("chorus_ingest_stale_updates_total")
+    original = sample("streamchat_events")[3]
+    newer, older = copy.deepcopy(original) | {"type": "message.updated"}, copy.deepcopy(original)
+    newer["message"].update(text="which gpu is in the stream pc?", updated_at="2026-11-20T19:30:00Z")
+    older |= {"type": "message.updated"}
+    older["message"].update(text="what gpu? (an edit StreamChat sent first)", updated_at="2026-11-20T19:10:00Z")
+    # Webhooks arrive out of order: the 19:30 edit first, then the 19:10 one it replaced.
+    for number, event in enumerate([original, newer, older]):
+        assert ingest.streamchat(event, f"order-{number}").status_code == 200
+    for _ in range(200):
+        if stale.delta() >= 1:
+            break
+        await asyncio.sleep(0.1)
+    assert stale.delta() == 1
+    async with tenant_transaction(ingest.pool, ingest.tenant.id) as db:
+        stored = await db.fetchrow("SELECT text, message_updated_at FROM streamchat_messages")
+        documents = await db.fetch("SELECT text FROM documents")
+    assert stored["text"] == "which gpu is in the stream pc?"
+    assert stored["message_updated_at"].isoformat() == "2026-11-20T19:30:00+00:00"
+    assert [row["text"] for row in documents] == ["which gpu is in the stream pc?"]
+
+
+async def test_producer_chosen_sources_and_event_types_are_labelled_other(ingest: Ingest) -> None:
+    """A metric label takes values from a fixed set: a thousand invented event types or sources
+    would otherwise be a thousand time series on /metrics."""
+    ignored = "chorus_ingest_ignored_events_total"
+    other_type = MetricDelta(ignored, source="streamchat", event_type="other")
+    known_type = MetricDelta(ignored, source="streamchat", event_type="reaction.new")
+    invented_type = MetricDelta(ignored, event_type="invented.type-0")
+    other_source = MetricDelta("chorus_ingest_events_accepted_total", source="other")
+    invented_source = MetricDelta("chorus_ingest_events_accepted_total", source="invented-0")
+    for number in range(3):
+        body = {"type": f"invented.type-{number}", "cid": "messaging:x"}
+        assert ingest.streamchat(body, f"invented-{number}").status_code == 200
+    event = sample("raw_events")[0]
+    sources = [dict(event, source=f"invented-{number}", external_id=f"invented-{number}") for number in range(3)]
+    assert ingest.events(sources).status_code == 202
+    assert ingest.streamchat({"type": "reaction.new", "cid": "messaging:x"}, "known").status_code == 200
+    for _ in range(200):
+        if other_type.delta() + known_type.delta() + invented_type.delta() >= 4:
+            break
+        await asyncio.sleep(0.1)
+    assert (other_type.delta(), known_type.delta(), invented_type.delta()) == (3, 1, 0)
+    assert (other_source.delta(), invented_source.delta()) == (3, 0)

@@ -1,4 +1,7 @@
+import asyncio
+
 from shared.db import tenant_transaction
+from tests.metrics import MetricDelta
 from tests.services.conftest import Ingest, sample
 
 
@@ -67,3 +70,22 @@ def test_a_callback_without_a_conversation_is_a_400(ingest: Ingest) -> None:
         "detail": "'conversation_id' must be a non-empty string of at most 256 characters",
         "errors": [],
     }
+
+
+async def test_a_redelivered_callback_hands_on_the_documents_not_yet_embedded(ingest: Ingest) -> None:
+    """A callback stored, then redelivered before its documents were embedded (the process may
+    have stopped between the commit and the send): the redelivery sends them again."""
+    emitted = MetricDelta("chorus_ingest_documents_emitted_total", source="tavus", action="upsert")
+    duplicates = MetricDelta("chorus_ingest_duplicates_total", source="tavus", reason="event_hash")
+    callback = sample("tavus_callbacks")[2]
+    spoken = sum(1 for turn in callback["properties"]["transcript"] if turn["role"] in ("user", "assistant"))
+    assert ingest.tavus(callback).status_code == 200
+    assert await ingest.wait_for("SELECT count(*) FROM documents", spoken) == spoken
+    assert ingest.tavus(callback).status_code == 200
+    for _ in range(200):
+        if duplicates.delta() >= 1 and emitted.delta() >= 2 * spoken:
+            break
+        await asyncio.sleep(0.1)
+    assert duplicates.delta() == 1
+    assert emitted.delta() == 2 * spoken  # no embed service runs here: every document is still pending
+    assert await ingest.count("SELECT count(*) FROM documents") == spoken
