@@ -28,6 +28,11 @@ EMBEDDED_SUPERUSER = "postgres"
 EMBEDDED_DATABASE = "chorus"
 
 
+def embedded_admin_url(port: int, database: str = EMBEDDED_DATABASE) -> str:
+    """The superuser's URL of the embedded Postgres on `port`."""
+    return f"postgresql://{EMBEDDED_SUPERUSER}@127.0.0.1:{port}/{database}"
+
+
 @dataclass(frozen=True)
 class StackSettings:
     """Where the embedded stack keeps its files and which ports it takes."""
@@ -102,7 +107,7 @@ class Endpoints:
                 "CHORUS_DATABASE_URL names an external Postgres, so migrations need its owner: "
                 "set CHORUS_ADMIN_DATABASE_URL to a URL of a role that may create tables"
             )
-        return f"postgresql://{EMBEDDED_SUPERUSER}@127.0.0.1:{self.settings.postgres_port}/{EMBEDDED_DATABASE}"
+        return embedded_admin_url(self.settings.postgres_port)
 
     @property
     def kafka_bootstrap(self) -> str:

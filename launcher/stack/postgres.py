@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from importlib.util import find_spec
 from pathlib import Path
 
+from launcher.settings import EMBEDDED_SUPERUSER, embedded_admin_url
 from launcher.stack.processes import StackError, pid_alive, port_is_free, require_free_port
 
 
@@ -28,7 +29,7 @@ def bin_dir() -> Path:
 
 # Postgres refuses to run as root; when we are root it runs as this system user.
 SYSTEM_USER = "chorus_postgres"
-SUPERUSER = "postgres"
+SUPERUSER = EMBEDDED_SUPERUSER
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ class EmbeddedPostgres:
         return self.data_dir.parent / "postgres.log"
 
     def admin_url(self, database: str = "postgres") -> str:
-        return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/{database}"
+        return embedded_admin_url(self.port, database)
 
     def start(self, timeout: float = 60.0) -> None:
         """Create the cluster if needed and start it; a running one is left as it is."""

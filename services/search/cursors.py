@@ -8,8 +8,9 @@ import hashlib
 import json
 from typing import Any, TypeVar
 
-from fastapi.exceptions import RequestValidationError
 from pydantic import TypeAdapter
+
+from shared.http.problems import FieldProblem, HTTPProblem
 
 Position = TypeVar("Position")
 
@@ -18,12 +19,12 @@ MAX_CURSOR_CHARS = 512
 CURSOR = "`next_cursor` of the previous page, unchanged; without it, the first page."
 
 
-class InvalidCursor(ValueError):
-    """A cursor this API did not write, or wrote for another query."""
+class InvalidCursor(HTTPProblem):
+    """A cursor this API did not write, or wrote for another query: a 400 that names `cursor`,
+    wherever in a request's handling it is found."""
 
-    def problem(self, where: str = "query") -> RequestValidationError:
-        """The 400 that names the `cursor` parameter (in the query, or in a JSON body)."""
-        return RequestValidationError([{"loc": (where, "cursor"), "msg": str(self), "type": "value_error"}])
+    def __init__(self, problem: str) -> None:
+        super().__init__(400, f"cursor: {problem}", [FieldProblem(field="cursor", problem=problem)])
 
 
 def scope(*parts: Any) -> str:

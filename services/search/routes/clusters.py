@@ -8,7 +8,7 @@ from uuid import UUID
 from fastapi import APIRouter, Query, Request
 
 from services.search import store
-from services.search.cursors import CURSOR, MAX_CURSOR_CHARS, InvalidCursor
+from services.search.cursors import CURSOR, MAX_CURSOR_CHARS
 from services.search.models import ActionRequest, ActionResponse, ClusterDetail, ClustersResponse, StorableText
 from services.search.routes.common import resources
 from shared import clusters
@@ -31,10 +31,7 @@ async def list_clusters(
     cursor: Annotated[str | None, Query(max_length=MAX_CURSOR_CHARS, description=CURSOR)] = None,
 ) -> ClustersResponse:
     async with tenant_transaction(resources(request).read_only_pool, tenant_id) as db:
-        try:
-            return await store.list_clusters(db, creator_id, status, min_size, limit, sort, cursor)
-        except InvalidCursor as error:
-            raise error.problem() from None
+        return await store.list_clusters(db, creator_id, status, min_size, limit, sort, cursor)
 
 
 @router.get("/clusters/{cluster_id}", response_model=ClusterDetail, summary="A cluster and its messages",
@@ -50,10 +47,7 @@ async def get_cluster(
         summary = await store.cluster_summary(db, cluster_id)
         if summary is None:
             raise HTTPProblem(404, f"no cluster {cluster_id}")
-        try:
-            messages, next_cursor = await store.cluster_messages(db, cluster_id, limit, cursor)
-        except InvalidCursor as error:
-            raise error.problem() from None
+        messages, next_cursor = await store.cluster_messages(db, cluster_id, limit, cursor)
         replies = await store.reply_deliveries(db, cluster_id)
         return ClusterDetail(**summary.model_dump(), messages=messages, next_cursor=next_cursor, replies=replies)
 

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 
 from services.search import store
-from services.search.cursors import CURSOR, MAX_CURSOR_CHARS, InvalidCursor
+from services.search.cursors import CURSOR, MAX_CURSOR_CHARS
 from services.search.models import Conversation, StorableText
 from services.search.routes.common import resources
 from shared.db import tenant_transaction
@@ -27,10 +27,7 @@ async def get_conversation(
     cursor: Annotated[str | None, Query(max_length=MAX_CURSOR_CHARS, description=CURSOR)] = None,
 ) -> Conversation:
     async with tenant_transaction(resources(request).read_only_pool, tenant_id) as db:
-        try:
-            found = await store.conversation(db, conversation_id, limit, cursor)
-        except InvalidCursor as error:
-            raise error.problem() from None
+        found = await store.conversation(db, conversation_id, limit, cursor)
     if found is None:
         raise HTTPProblem(404, f"no conversation {conversation_id!r}")
     return found

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import ValidationError
 
 from services.search import paging, queries, relevance
-from services.search.cursors import CURSOR, MAX_CURSOR_CHARS, InvalidCursor
+from services.search.cursors import CURSOR, MAX_CURSOR_CHARS
 from services.search.embedding import QueryEmbedder
 from services.search.metrics import REQUEST_SECONDS, RESULTS
 from services.search.models import EXPLAIN, Explanation, SearchRequest, SearchResponse, SearchResult
@@ -93,10 +93,7 @@ async def _run_search(request: Request, tenant_id: UUID, search: SearchRequest, 
     columns = queries.ID_ONLY if query else queries.RESULT_COLUMNS
     local_settings = {} if vector is None else queries.semantic_settings(settings.ef_search)
     scope = paging.search_scope(search.model_dump(mode="json"))
-    try:
-        page = paging.requested_page(search.cursor, scope)
-    except InvalidCursor as error:
-        raise error.problem("query" if request.method == "GET" else "body") from None
+    page = paging.requested_page(search.cursor, scope)
     if search.mode == "hybrid":
         page = page.with_candidates(max(search.limit, settings.hybrid_candidates))
     depth = page.depth(search.limit, search.mode)
