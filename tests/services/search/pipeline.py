@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -51,7 +50,7 @@ def running_pipeline(env: Mapping[str, str], logs: Path, *, within: float = 180.
         for name in SERVICES:
             with open(logs / f"{name}.log", "wb") as log:
                 pipeline.processes[name] = subprocess.Popen(
-                    [*_die_with_the_test(), sys.executable, "-m", f"services.{name}"],
+                    [sys.executable, "-m", f"services.{name}"],
                     stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                     env=process_env, cwd=REPO_ROOT, start_new_session=True,
                 )  # fmt: skip
@@ -59,12 +58,6 @@ def running_pipeline(env: Mapping[str, str], logs: Path, *, within: float = 180.
         yield pipeline
     finally:
         _stop(pipeline.processes.values())
-
-
-def _die_with_the_test() -> list[str]:
-    """A prefix that has the kernel stop the service when the test process dies, killed or not."""
-    setpriv = shutil.which("setpriv")  # util-linux, on every Debian
-    return [setpriv, "--pdeathsig", "TERM"] if setpriv else []
 
 
 def _wait_until_ready(pipeline: Pipeline, within: float) -> None:

@@ -70,19 +70,10 @@ def pipeline(
 
 
 @pytest.fixture
-def browser(tmp_path: Path) -> Iterator[webdriver.Chrome]:
+def browser() -> Iterator[webdriver.Chrome]:
     """Debian's Chromium through its chromedriver (`make system-deps` installs both)."""
     chromium, chromedriver = shutil.which("chromium"), shutil.which("chromedriver")
     assert chromium and chromedriver, "Chromium and its driver are missing: run `make system-deps`"
-    # The driver and the browser it starts get a process group of their own, ended when the
-    # test process dies, killed or not (setpriv and setsid are util-linux's, on every Debian).
-    driver_path = tmp_path / "chromedriver"
-    driver_path.write_text(
-        "#!/bin/sh\n"
-        f'exec setpriv --pdeathsig TERM setsid sh -c \'trap "trap - TERM; kill 0" TERM; "$0" "$@" & wait\' '
-        f'{chromedriver} "$@"\n'
-    )
-    driver_path.chmod(0o755)
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
     for argument in (
@@ -94,7 +85,7 @@ def browser(tmp_path: Path) -> Iterator[webdriver.Chrome]:
     ):  # fmt: skip
         options.add_argument(argument)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(options=options, service=Service(str(driver_path)))
+    driver = webdriver.Chrome(options=options, service=Service(chromedriver))
     try:
         yield driver
     finally:
