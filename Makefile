@@ -83,6 +83,10 @@ test-deploy: install system-deps $(VENV)/keda/.installed ## Check the image, the
 test-chaos: install ## The chaos run: 20,000 events through kills and restarts (2,000 run inside `make test`)
 	CHORUS_CHAOS_EVENTS=20000 $(BIN)/pytest -q -s -p no:cacheprovider --timeout=3600 tests/chaos
 
+.PHONY: test-scale
+test-scale: install ## Three brokers, two processes per consumer: 10,000 events through a broker's and workers' SIGKILLs (300 run inside `make test`)
+	CHORUS_SCALE_EVENTS=10000 $(BIN)/pytest -q -s -p no:cacheprovider --timeout=3600 tests/scale
+
 .PHONY: format
 format: install ## Rewrite the code in ruff's format
 	$(BIN)/ruff check --fix .
@@ -104,6 +108,10 @@ bench-embed: bench-deps ## Embedding texts/s, end-to-end docs/s, pipeline capaci
 bench-cluster: bench-deps ## Online clustering ARI and V-measure against an offline baseline (needs `make up`)
 	$(BIN)/python -m bench.cluster
 
+.PHONY: bench-cluster-throughput
+bench-cluster-throughput: bench-deps ## Cluster msg/s for one creator, a 5,000-DM burst end to end, CPU per DM by part (needs `make up`)
+	$(BIN)/python -m bench.cluster_throughput
+
 .PHONY: bench-search
 bench-search: bench-deps ## Search latency (raw SQL and HTTP), recall@10 and QPS over 100K documents (needs `make up`)
 	$(BIN)/python -m bench.search
@@ -116,12 +124,20 @@ bench-relevance: bench-deps ## nDCG@10, recall@10, MRR per search mode on the la
 bench-freshness: bench-deps ## Publish -> searchable p50/p99 at 100 events/s for 60 s (needs `make up`)
 	$(BIN)/python -m bench.freshness
 
+.PHONY: bench-freshness-replica
+bench-freshness-replica: bench-deps ## The same, also to search's replica: p50/p99 on each (needs `chorus up --postgres-replica`)
+	$(BIN)/python -m bench.freshness --replica
+
 .PHONY: bench-hnsw
 bench-hnsw: bench-deps ## HNSW build parameters: inserts/s and recall@10 for random and clustered vectors (needs `make up`)
 	$(BIN)/python -m bench.hnsw
 
+.PHONY: bench-vectors
+bench-vectors: bench-deps ## The vector store alone: writes/s, search p50/p99, recall@10 of segments, HNSW, IVFFlat (needs `make up`)
+	$(BIN)/python -m bench.vectors
+
 .PHONY: bench
-bench: bench-fresh-start bench-ingest bench-embed bench-cluster bench-search bench-relevance bench-freshness bench-hnsw ## Every benchmark; one table and .chorus/bench/results.json
+bench: bench-fresh-start bench-ingest bench-embed bench-cluster bench-cluster-throughput bench-search bench-relevance bench-freshness bench-hnsw bench-vectors ## Every benchmark; one table and .chorus/bench/results.json
 	$(BIN)/python -m bench.summary
 
 .PHONY: bench-fresh-start

@@ -5,7 +5,10 @@ documents, with their vectors from the local model, in a database of their own
 (`chorus_bench_relevance`, migrated like the real one; vectors cached in .chorus/bench). Each DM
 whose intent has others is a query; the other DMs of its intent are the relevant documents, and
 the query's own DM is hidden (deleted in a savepoint rolled back after the query). The modes run
-the search service's own query functions in a tenant transaction, as the route does. Sets: the
+the search service's own query functions in a tenant transaction, as the route does. Not through
+ingest and HTTP: hiding the query's own DM (which would otherwise be every query's first result
+and, in hybrid, its feedback) needs that savepoint. With CHORUS_DATABASE_URL and
+CHORUS_ADMIN_DATABASE_URL it runs on any Postgres instead of `make up`'s. Sets: the
 DMs as written; the same with one word misspelt (two inner letters swapped in the longest word);
 and the intent-less `singleton` DMs, where the right answer is nothing: how many results they get.
 """
@@ -212,13 +215,27 @@ def figures(measured: dict[str, dict[str, dict[str, float]]]) -> list[Figure]:
     return rows
 
 
+def table(measured: dict[str, dict[str, dict[str, float]]]) -> str:
+    """Every set and mode in one Markdown table (the figures of `make bench`'s summary are these)."""
+    lines = ["| set | mode | nDCG@10 | recall@10 | MRR | answered with nothing | results per query |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    for name, modes in measured.items():
+        for mode, value in modes.items():
+            lines.append(f"| {name} | {mode} | {value['ndcg@10']:.3f} | {value['recall@10']:.3f} | {value['mrr']:.3f} "
+                         f"| {100 * value['empty']:.1f} % | {value['results']:.2f} |")  # fmt: skip
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.parse_args()
     settings = load(SearchSettings)
     measured = asyncio.run(measure(settings))
-    report("relevance", figures(measured), {"sets": measured, "rrf_k": settings.rrf_k,
-                                           "hybrid_candidates": settings.hybrid_candidates})  # fmt: skip
+    print(f"\n### relevance by set and mode\n\n{table(measured)}")
+    fusion = {"fusion": settings.fusion, "hybrid_candidates": settings.hybrid_candidates, "rrf_k": settings.rrf_k,
+              "keyword_weight": settings.keyword_weight, "feedback": settings.feedback,
+              "semantic_floor": settings.semantic_floor}  # fmt: skip
+    report("relevance", figures(measured), {"sets": measured, "settings": fusion})
 
 
 if __name__ == "__main__":

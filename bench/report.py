@@ -20,13 +20,14 @@ from launcher.stack.local import read_env_file
 from shared.db import create_pool, tenant_transaction
 
 RESULTS = Path(".chorus") / "bench"
-DEMO_ENV = Path(".chorus") / "demo.env"
+# Where `chorus up` wrote it: CHORUS_HOME, as for the stack itself (a stack on ports of its own).
+DEMO_ENV = Path(os.environ.get("CHORUS_HOME", ".chorus")) / "demo.env"
 
 
 def demo_env() -> dict[str, str]:
     """The URLs and credentials `make up` wrote; benchmarks run against that stack."""
     if not DEMO_ENV.exists():
-        raise SystemExit("no .chorus/demo.env: run `make up` first")
+        raise SystemExit(f"no {DEMO_ENV}: run `make up` first")
     return read_env_file(DEMO_ENV)
 
 

@@ -7,7 +7,7 @@ import sys
 
 from bench.report import RESULTS
 
-BENCHMARKS = ("ingest", "embed", "cluster", "search", "relevance", "freshness", "hnsw")
+BENCHMARKS = ("ingest", "embed", "cluster", "cluster_throughput", "search", "relevance", "freshness", "hnsw")
 
 
 def main() -> None:

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from launcher.commands import connections, data, setup, stack, tenants
+from launcher.commands import connections, data, dlq, setup, stack, tenants
 from launcher.commands.common import CommandError
 from launcher.commands.setup import settings_table
 from shared.migrate import MigrationError
@@ -60,7 +60,7 @@ def _fail(message: str) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="chorus", description=__doc__)
     commands = parser.add_subparsers(title="commands")
-    for module in (stack, setup, tenants, connections, data):
+    for module in (stack, setup, tenants, connections, data, dlq):
         module.register(commands)
     return parser
 

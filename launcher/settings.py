@@ -22,6 +22,9 @@ SERVICE_SETTINGS: dict[str, Any] = {
     "search": SearchSettings,
 }
 SERVICES = tuple(SERVICE_SETTINGS)
+# What `--workers` names, and the service whose processes it adds: ingest's normalizer is the
+# ingest service's agents that consume the raw topics.
+WORKER_SERVICES = {"embed": "embed", "cluster": "cluster", "normalizer": "ingest"}
 SERVICE_DATABASE_USER = "chorus_app"
 # The embedded Postgres's superuser and database (launcher/stack/postgres.py creates them).
 EMBEDDED_SUPERUSER = "postgres"
@@ -42,11 +45,33 @@ class StackSettings:
     postgres_shared_buffers: str = setting(
         "CHORUS_POSTGRES_SHARED_BUFFERS", "1GB", "Shared buffers of the embedded Postgres (its vector index's cache)."
     )
+    postgres_replica: bool = setting(
+        "CHORUS_POSTGRES_REPLICA",
+        False,
+        "Whether `chorus up` starts a streaming replica of the embedded Postgres for search to read "
+        "(`--postgres-replica`); a later `up` keeps the one it finds.",
+    )
+    postgres_replica_port: int = setting(
+        "CHORUS_POSTGRES_REPLICA_PORT", 0, "Port of the embedded Postgres's replica (0: CHORUS_POSTGRES_PORT + 1)."
+    )
     kafka_port: int = setting("CHORUS_KAFKA_PORT", 9092, "Port of the embedded Kafka broker.")
     kafka_controller_port: int = setting(
         "CHORUS_KAFKA_CONTROLLER_PORT",
         9093,
         "Port of the embedded Kafka broker's KRaft controller.",
+    )
+    kafka_brokers: int = setting(
+        "CHORUS_KAFKA_BROKERS",
+        1,
+        "Brokers of the embedded Kafka (`chorus up --kafka-brokers 3`): broker n (from 0) listens on "
+        "CHORUS_KAFKA_PORT + 2n, its controller on CHORUS_KAFKA_CONTROLLER_PORT + 2n.",
+        minimum=1,
+    )
+    workers: tuple[str, ...] = setting(
+        "CHORUS_WORKERS",
+        (),
+        "Processes `chorus up` runs of each consumer (`--workers`), e.g. embed=2,cluster=2,normalizer=2; "
+        "1 of each one not named.",
     )
     embedding_dim: int = setting("CHORUS_EMBEDDING_DIM", 384, "Dimension of the vector columns the migrations create.")
     prometheus: str = setting(
@@ -110,10 +135,36 @@ class Endpoints:
         return embedded_admin_url(self.settings.postgres_port)
 
     @property
+    def replica_port(self) -> int:
+        return self.settings.postgres_replica_port or self.settings.postgres_port + 1
+
+    def replica_database_url(self) -> str:
+        """The services' URL of the embedded Postgres's replica: the primary's role, the replica's port."""
+        user = SERVICE_DATABASE_USER
+        return f"postgresql://{user}:{user}@127.0.0.1:{self.replica_port}/{EMBEDDED_DATABASE}"
+
+    @property
     def kafka_bootstrap(self) -> str:
         if self.external_kafka:
             return self.environ["CHORUS_KAFKA_BOOTSTRAP"]
-        return f"127.0.0.1:{self.settings.kafka_port}"
+        return ",".join(f"127.0.0.1:{port}" for port, _ in self.kafka_ports())
+
+    def kafka_ports(self, brokers: int | None = None) -> list[tuple[int, int]]:
+        """(port, controller port) of each embedded broker: two apart, from the configured ones."""
+        count = self.settings.kafka_brokers if brokers is None else brokers
+        first, controller = self.settings.kafka_port, self.settings.kafka_controller_port
+        ports = [(first + 2 * node, controller + 2 * node) for node in range(count)]
+        if len({port for pair in ports for port in pair}) < 2 * count:
+            raise SettingsError(
+                f"{count} Kafka brokers from CHORUS_KAFKA_PORT={first} and CHORUS_KAFKA_CONTROLLER_PORT={controller} "
+                "would share ports (broker n takes each plus 2n): choose ports further apart"
+            )
+        return ports
+
+    @property
+    def workers(self) -> dict[str, int]:
+        """Processes of each consumer service, by service name (ingest for the normalizer)."""
+        return parse_workers(self.settings.workers)
 
     def service_port(self, service: str) -> int:
         port: int = load(SERVICE_SETTINGS[service], self.environ).port
@@ -121,6 +172,21 @@ class Endpoints:
 
     def service_url(self, service: str) -> str:
         return f"http://127.0.0.1:{self.service_port(service)}"
+
+
+def parse_workers(entries: tuple[str, ...]) -> dict[str, int]:
+    """{"embed": 2, ...} from ("embed=2", ...); every consumer service has at least 1."""
+    counts = dict.fromkeys(WORKER_SERVICES.values(), 1)
+    for entry in entries:
+        name, _, number = entry.partition("=")
+        name = name.strip()
+        if name not in WORKER_SERVICES or not number.strip().isdigit() or int(number) < 1:
+            raise SettingsError(
+                f"CHORUS_WORKERS entry {entry!r} is not valid: expected NAME=COUNT with NAME one of "
+                f"{', '.join(WORKER_SERVICES)} and COUNT a whole number of at least 1 (embed=2,cluster=2)"
+            )
+        counts[WORKER_SERVICES[name]] = int(number)
+    return counts
 
 
 def where(url: str) -> str:

@@ -55,6 +55,8 @@ BAD_RECORD_ERRORS: tuple[type[Exception], ...] = (
     UnicodeDecodeError,
     asyncpg.DataError,
     asyncpg.IntegrityConstraintViolationError,
+    # A value past what Postgres can index (an id of several kilobytes: 54000).
+    asyncpg.ProgramLimitExceededError,
     # Kafka refusing what a record would produce: waiting cannot make it smaller or valid.
     MessageSizeTooLargeError,
     RecordTooLargeError,

@@ -21,6 +21,17 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def has_utc_time(moment: datetime) -> datetime:
+    """`moment`, if it has a time in UTC: Postgres stores a timestamptz in UTC, and a year-9999 time
+    west of UTC (or a year-1 time east of it) has none. ValueError when it does not."""
+    if moment.tzinfo is not None:
+        try:
+            moment.astimezone(UTC)
+        except OverflowError:
+            raise ValueError("is out of range once converted to UTC (years 1 to 9999)") from None
+    return moment
+
+
 class Record(BaseModel):
     """A topic record: JSON on the wire, strict about what it accepts."""
 
@@ -61,6 +72,11 @@ class EventEnvelope(Record):
         if not _SOURCE.match(value):
             raise ValueError("must be a lowercase name: letters, digits, '_', '-' or '.', starting with a letter")
         return value
+
+    @field_validator("occurred_at", "received_at")
+    @classmethod
+    def _storable_time(cls, value: datetime | None) -> datetime | None:
+        return None if value is None else has_utc_time(value)
 
     @field_validator("tags")
     @classmethod
@@ -118,6 +134,8 @@ class DeadLetter(Record):
     value_size: int | None = None
     value_sha256: str | None = None
     value_truncated: bool = False
+    # The original headers (name, base64 value), so that a replay sends the record as it came.
+    headers_b64: list[tuple[str, str]] = Field(default_factory=list)
     error_class: str
     reason: str
     failed_at: datetime

@@ -69,6 +69,7 @@ class Consumer(Protocol):
     async def getmany(self, timeout_ms: int = 0, max_records: int | None = None) -> Any: ...
     async def commit(self, offsets: Any = None) -> None: ...
     def highwater(self, partition: TopicPartition) -> int | None: ...
+    def assignment(self) -> set[TopicPartition]: ...
 
 
 # How long an agent waits before it tries a record again after a dependency failed.
@@ -145,6 +146,7 @@ async def _consume(agent: Agent[Any], consumer: Consumer, producer: AIOKafkaProd
         await consumer.start()
         while True:
             batches = await _take(agent, consumer)
+            _forget_lag(agent, consumer.assignment())
             if not any(batches.values()):
                 continue
             if agent.handle_batch is not None:
@@ -166,6 +168,7 @@ async def _consume(agent: Agent[Any], consumer: Consumer, producer: AIOKafkaProd
                     RECORDS_PROCESSED.labels(agent.service, partition.topic).inc(len(taken))
                     _record_lag(agent, consumer.highwater(partition), taken[-1].offset + 1, partition)
     finally:
+        _forget_lag(agent, set())
         await consumer.stop()
 
 
@@ -297,6 +300,7 @@ async def send_dead_letter(
         value_size=len(value),
         value_sha256=hashlib.sha256(value).hexdigest(),
         value_truncated=len(value) > MAX_DEAD_LETTER_BYTES,
+        headers_b64=_kept_headers(record),
         error_class=type(error).__name__,
         reason=str(error)[:2000] or type(error).__name__,
         failed_at=utcnow(),
@@ -307,6 +311,13 @@ async def send_dead_letter(
         "dead-lettered a record",
         extra={"topic": record.topic, "offset": record.offset, "error_class": letter.error_class},
     )
+
+
+def _kept_headers(record: KafkaRecord) -> list[tuple[str, str]]:
+    """The record's headers for its dead letter (base64), for a replay: at most 32, of at most 1 KiB
+    each, so that a dead letter stays bounded."""
+    headers = (record.headers or ())[:32]
+    return [(name, DeadLetter.encode(data or b"") or "") for name, data in headers if len(data or b"") <= 1024]
 
 
 async def _take(agent: Agent[Any], consumer: Consumer) -> Mapping[TopicPartition, list[KafkaRecord]]:
@@ -324,6 +335,20 @@ async def _take(agent: Agent[Any], consumer: Consumer) -> Mapping[TopicPartition
     return batches
 
 
+# The partitions each agent (by name) exported a lag for, in this process.
+_LAGGED: dict[str, set[TopicPartition]] = {}
+
+
 def _record_lag(agent: Agent[Any], highwater: int | None, position: int, partition: TopicPartition) -> None:
     if highwater is not None:
         CONSUMER_LAG.labels(agent.service, partition.topic, str(partition.partition)).set(max(highwater - position, 0))
+        _LAGGED.setdefault(agent.name, set()).add(partition)
+
+
+def _forget_lag(agent: Agent[Any], held: set[TopicPartition]) -> None:
+    """Drop the lag of partitions a rebalance moved to another worker (or of all, once stopped):
+    the worker that holds a partition now exports it, and a stale copy here would count it twice."""
+    lagged = _LAGGED.get(agent.name, set())
+    for partition in lagged - held:
+        CONSUMER_LAG.remove(agent.service, partition.topic, str(partition.partition))
+    lagged &= held

@@ -6,14 +6,18 @@ import argparse
 import asyncio
 import dataclasses
 import sys
+from functools import partial
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from launcher.commands.common import CommandError, Commands, known_tenant, service_pool
 from launcher.settings import Endpoints
 from shared import tenants
 from shared.embedding.settings import EmbeddingSettings
 from shared.settings import load
+
+if TYPE_CHECKING:
+    from services.ingest.publish import PublishSummary
 
 
 def register(commands: Commands) -> None:
@@ -35,15 +39,22 @@ def _publish(args: argparse.Namespace) -> int:
     if not args.file.is_file():
         raise CommandError(f"{args.file} is not a file")
     endpoints = Endpoints.from_environment()
-    summary = asyncio.run(
-        publish_lines(
-            args.file.read_bytes().splitlines(),
-            endpoints.kafka_bootstrap,
-            topic_prefix=endpoints.common.topic_prefix,
-            source=args.source,
-            tenant=args.tenant,
-        )
-    )
+
+    async def run() -> PublishSummary:
+        # Every event's tenant is looked up before anything is sent: ingest dead-letters an event
+        # whose tenant it does not know, so sending it would only look like success.
+        async with service_pool(endpoints) as pool:
+            tenant = str(await known_tenant(pool, args.tenant)) if args.tenant else None
+            return await publish_lines(
+                args.file.read_bytes().splitlines(),
+                endpoints.kafka_bootstrap,
+                topic_prefix=endpoints.common.topic_prefix,
+                source=args.source,
+                tenant=tenant,
+                resolve_tenant=partial(tenants.resolve_tenant, pool),
+            )
+
+    summary = asyncio.run(run())
     for problem in summary.problems:
         print(problem, file=sys.stderr)
     print(f"sent {summary.sent}, failed {summary.failed}")

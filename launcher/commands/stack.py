@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import os
 from collections.abc import Callable
 
 from launcher.commands.common import CommandError, Commands
@@ -13,6 +14,22 @@ Run = Callable[[argparse.Namespace], int]
 
 def register(commands: Commands) -> None:
     up = commands.add_parser("up", help="start Postgres, Kafka and the four services in the background")
+    up.add_argument(
+        "--kafka-brokers",
+        type=int,
+        metavar="N",
+        help="run Kafka as a KRaft cluster of N brokers on loopback (3: replication 3, min.insync.replicas 2)",
+    )
+    up.add_argument(
+        "--workers",
+        metavar="NAME=N,...",
+        help="processes of each consumer service, e.g. embed=2,cluster=2,normalizer=2 (1 of each by default)",
+    )
+    up.add_argument(
+        "--postgres-replica",
+        action="store_true",
+        help="start a streaming replica of the embedded Postgres (on CHORUS_POSTGRES_REPLICA_PORT) for search to read",
+    )
     up.set_defaults(run=_up)
     down = commands.add_parser("down", help="stop everything `chorus up` started")
     down.set_defaults(run=_down)
@@ -39,7 +56,14 @@ def _stack_errors(run: Run) -> Run:
 def _up(args: argparse.Namespace) -> int:
     from launcher.stack.local import DEMO_TENANT, LocalStack
 
-    stack = LocalStack()
+    overrides: dict[str, str] = {}
+    if args.kafka_brokers is not None:
+        overrides["CHORUS_KAFKA_BROKERS"] = str(args.kafka_brokers)
+    if args.workers is not None:
+        overrides["CHORUS_WORKERS"] = args.workers
+    if args.postgres_replica:
+        overrides["CHORUS_POSTGRES_REPLICA"] = "true"
+    stack = LocalStack({**os.environ, **overrides})
     values = stack.up()
     seconds = values.pop("CHORUS_UP_SECONDS")
     demo_records = values.pop("CHORUS_DEMO_RECORDS", "0")
@@ -49,8 +73,12 @@ def _up(args: argparse.Namespace) -> int:
     print(f"  search   {search}   (inbox: {search}/inbox, API docs: {search}/docs)")
     print(f"  ingest   {ingest}")
     for service in ("embed", "cluster"):
-        print(f"  {service:<8} http://127.0.0.1:{stack.service_port(service)}/metrics")
+        print(f"  {service:<8} {stack.metrics_url(service)}")
+    for worker in stack.workers.names():
+        print(f"  {worker:<8} {stack.metrics_url(worker)}   (a worker: its consumer groups' share, its metrics)")
     print(f"  kafka    {values['CHORUS_KAFKA_BOOTSTRAP']}")
+    if stack.replica.wanted:
+        print(f"  replica  127.0.0.1:{stack.replica.server.port}   (a streaming replica of Postgres: search reads it)")
     if "CHORUS_PROMETHEUS_URL" in values:
         print(f"  prometheus {values['CHORUS_PROMETHEUS_URL']}   (alerts: deploy/prometheus/alerts.yml)")
     print(f"  logs     {stack.home / 'logs'}")
@@ -77,7 +105,10 @@ def _down(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     from launcher.stack.local import LocalStack
 
-    status = LocalStack().status()
+    stack = LocalStack()
+    status = stack.status()
     for part, running in status.items():
-        print(f"{part:<9} {'running' if running else 'stopped'}")
+        # A worker's port is its own, picked when it first started: the one thing to look up here.
+        where = f"  {stack.metrics_url(part)}" if part in stack.workers.names() else ""
+        print(f"{part:<9} {'running' if running else 'stopped'}{where}")
     return 0 if all(status.values()) else 3

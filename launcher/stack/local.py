@@ -15,11 +15,13 @@ import asyncpg
 import httpx
 
 from launcher.settings import SERVICES, Endpoints, StackSettings
-from launcher.stack.broker import KafkaBroker
 from launcher.stack.demo import load_demo_data
+from launcher.stack.kafka import EmbeddedKafka
 from launcher.stack.postgres import EmbeddedPostgres
 from launcher.stack.processes import StackError, port_is_free, require_free_port, running_pid, spawn, stop
 from launcher.stack.prometheus import LocalPrometheus, prometheus_binary
+from launcher.stack.replica import SearchReplica
+from launcher.stack.workers import Workers
 from launcher.topics import ALL_TOPICS
 from services.ingest import credentials
 from shared import tenants
@@ -43,12 +45,13 @@ class LocalStack:
         self.postgres = EmbeddedPostgres(
             self.home / "postgres" / "data", self.settings.postgres_port, self.settings.postgres_shared_buffers
         )
-        self.broker = KafkaBroker(
-            self.home / "kafka",
-            self.settings.kafka_port,
-            self.settings.kafka_controller_port,
-            partitions=self.common.topic_partitions,
-        )
+        self.replica = SearchReplica(self.home, self.endpoints)
+        self.kafka = EmbeddedKafka(self.home, self.endpoints, self.environ)
+        # The one-broker Kafka, whatever the size chosen (the chaos harness restarts it).
+        self.broker = self.kafka.single
+        self.workers = Workers(self.home)
+        # Read here so that a bad CHORUS_WORKERS fails before anything starts.
+        self.worker_counts = self.endpoints.workers
         self.prometheus = LocalPrometheus(
             self.home / "prometheus",
             self.settings.prometheus_port,
@@ -69,7 +72,14 @@ class LocalStack:
 
     @property
     def kafka_bootstrap(self) -> str:
-        return self.endpoints.kafka_bootstrap
+        return self.endpoints.kafka_bootstrap if self.external_kafka else self.kafka.bootstrap
+
+    def topic_config(self) -> TopicConfig:
+        """The topics' settings; with several embedded brokers, replicated unless the environment says otherwise."""
+        configured = TopicConfig.of(self.common)
+        if self.external_kafka:
+            return configured
+        return self.kafka.topic_config(configured, "CHORUS_TOPIC_REPLICATION_FACTOR" in self.environ)
 
     def service_port(self, service: str) -> int:
         return self.endpoints.service_port(service)
@@ -79,13 +89,16 @@ class LocalStack:
             **self.environ,
             "CHORUS_DATABASE_URL": self.database_url,
             "CHORUS_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
+            "CHORUS_TOPIC_REPLICATION_FACTOR": str(self.topic_config().replication_factor),
             "PYTHONUNBUFFERED": "1",
+            **self.replica.service_env(),
         }
 
     def up(self) -> dict[str, str]:
         """Start what is not running, wait until every service is ready, return the demo env."""
         started = time.monotonic()
         self._check_service_ports()
+        self.replica.check_port()
         if not self.external_database:
             self.postgres.start()
             asyncio.run(ensure_database(self.postgres.admin_url(), "chorus"))
@@ -96,19 +109,25 @@ class LocalStack:
                 embedding_dim=self.settings.embedding_dim,
             )
         )
+        # After the migrations, so that a new replica's base backup has the schema; before search.
+        self.replica.start(self.postgres, running_pid(self._pid_path("search")) is not None)
         if not self.external_kafka:
-            self.broker.start()
-        asyncio.run(
-            ensure_topics(self.kafka_bootstrap, ALL_TOPICS, self.common.topic_prefix, TopicConfig.of(self.common))
-        )
+            self.kafka.start()
+        asyncio.run(ensure_topics(self.kafka_bootstrap, ALL_TOPICS, self.common.topic_prefix, self.topic_config()))
         for service in SERVICES:
             self._start_service(service)
+        workers = [
+            self.workers.start(service, number, self.service_env())
+            for service, count in self.worker_counts.items()
+            for number in range(2, count + 1)
+        ]
         demo = asyncio.run(self._demo_credentials())
-        self._wait_ready(timeout=120.0)
+        self._wait_ready([*SERVICES, *workers], timeout=120.0)
         binary = prometheus_binary()
         # Optional: without the command, or with its port taken by another program, the stack runs without it.
         ours = running_pid(self.prometheus.pid_path) is not None
         if self.settings.prometheus != "off" and binary is not None and (ours or port_is_free(self.prometheus.port)):
+            self.prometheus.service_ports.update(self._worker_ports())
             self.prometheus.start(binary)
             demo["CHORUS_PROMETHEUS_URL"] = self.prometheus.url
         self._write_env(demo)
@@ -121,20 +140,41 @@ class LocalStack:
     def down(self) -> list[str]:
         """Stop everything `up` started; returns the names of what was running."""
         stopped = ["prometheus"] if self.prometheus.stop() else []
+        stopped += self.workers.stop_all()
         stopped += [service for service in reversed(SERVICES) if stop(self._pid_path(service))]
-        if self.broker.stop():
+        if self.kafka.stop():
             stopped.append("kafka")
+        if self.replica.stop():
+            stopped.append("postgres-replica")
         if self.postgres.stop():
             stopped.append("postgres")
         return stopped
 
     def status(self) -> dict[str, bool]:
         running = {service: running_pid(self._pid_path(service)) is not None for service in SERVICES}
-        running["kafka"] = running_pid(self.broker.pid_path) is not None
+        running.update({name: self.workers.running(name) for name in self.workers.names()})
+        running.update(self.kafka.status())
         running["postgres"] = self.postgres.running_pid() is not None
+        if self.replica.wanted:
+            running["postgres-replica"] = self.replica.server.running_pid() is not None
         if running_pid(self.prometheus.pid_path) is not None:
             running["prometheus"] = True
         return running
+
+    def add_workers(self, *services: str) -> list[str]:
+        """Start one more process of each of `services` (ingest, embed, cluster), wait until they are ready."""
+        names = [self.workers.start_next(service, self.service_env()) for service in services]
+        self._wait_ready(names, timeout=120.0)
+        return names
+
+    def metrics_url(self, name: str) -> str:
+        """Where a service or a worker (`embed-2`) serves /metrics."""
+        port = self.workers.port(name) if "-" in name else self.service_port(name)
+        return f"http://127.0.0.1:{port}/metrics"
+
+    def _worker_ports(self) -> dict[str, int]:
+        ports = {name: self.workers.port(name) for name in self.workers.names() if self.workers.running(name)}
+        return {name: port for name, port in ports.items() if port is not None}
 
     def _pid_path(self, service: str) -> Path:
         return self.home / "run" / f"{service}.pid"
@@ -158,9 +198,10 @@ class LocalStack:
             env=self.service_env(),
         )
 
-    def _wait_ready(self, timeout: float) -> None:
+    def _wait_ready(self, names: list[str], timeout: float) -> None:
+        """Wait until each service or worker in `names` answers /readyz with 200."""
         deadline = time.monotonic() + timeout
-        waiting = list(SERVICES)
+        waiting = list(names)
         with httpx.Client(timeout=2.0) as client:
             while waiting:
                 for service in list(waiting):
@@ -168,7 +209,7 @@ class LocalStack:
                         log = self.home / "logs" / f"{service}.log"
                         raise StackError(f"the {service} service exited at start; the reason is at the end of {log}")
                     try:
-                        url = f"http://127.0.0.1:{self.service_port(service)}/readyz"
+                        url = self.metrics_url(service).removesuffix("/metrics") + "/readyz"
                         if client.get(url).status_code == 200:
                             waiting.remove(service)
                     except httpx.HTTPError:
@@ -206,6 +247,7 @@ class LocalStack:
             "CHORUS_TAVUS_TOKEN": tavus_token,
             "CHORUS_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
             "CHORUS_DATABASE_URL": self.database_url,
+            **self.replica.service_env(),
         }
 
     def _write_env(self, values: Mapping[str, str]) -> None:

@@ -40,6 +40,9 @@ class EmbeddedPostgres:
     port: int
     # The HNSW index of 100,000 384-d vectors is about 200 MB: it should stay in memory.
     shared_buffers: str = "1GB"
+    # How a port conflict names this server and the setting that moves it.
+    name: str = "Postgres"
+    port_setting: str = "CHORUS_POSTGRES_PORT"
 
     @property
     def log_path(self) -> Path:
@@ -52,7 +55,7 @@ class EmbeddedPostgres:
         """Create the cluster if needed and start it; a running one is left as it is."""
         if self.running_pid() is not None:
             return
-        require_free_port(self.port, "Postgres", "CHORUS_POSTGRES_PORT")
+        require_free_port(self.port, self.name, self.port_setting)
         self._initdb()
         self._pg_ctl(
             [
@@ -88,13 +91,17 @@ class EmbeddedPostgres:
             return None
         return pid if pid_alive(pid) else None
 
+    def exists(self) -> bool:
+        """Whether the cluster's files are there (created, or copied by `replicate`)."""
+        return (self.data_dir / "PG_VERSION").exists()
+
     def answers(self) -> bool:
         return self.running_pid() is not None and not port_is_free(self.port)
 
     def replicate(self, primary: EmbeddedPostgres) -> None:
         """Make this (not yet created) cluster a hot standby of the running `primary`: a base backup
         (pg_basebackup -R) that streams the primary's WAL once started. A cluster that exists is kept."""
-        if (self.data_dir / "PG_VERSION").exists():
+        if self.exists():
             return
         self._prepare_data_dir()
         # initdb's pg_hba.conf trusts replication connections from 127.0.0.1, as it trusts the rest.

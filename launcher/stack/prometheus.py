@@ -19,7 +19,8 @@ def prometheus_binary() -> str | None:
 
 
 class LocalPrometheus:
-    """One Prometheus whose configuration and data live in `home`, listening on `port`."""
+    """One Prometheus whose configuration and data live in `home`, listening on `port`, scraping
+    `service_ports` (a service's or a worker's name, such as `embed-2`, to its port)."""
 
     def __init__(self, home: Path, port: int, service_ports: Mapping[str, int]) -> None:
         self.home = home
@@ -34,9 +35,10 @@ class LocalPrometheus:
 
     def config(self) -> str:
         """The scrape configuration of deploy/prometheus/prometheus.yml, with this machine's ports."""
+        # A worker (`embed-2`) is its service's: dashboards sum by `service` across `instance`s.
         targets = "\n".join(
-            f'      - targets: ["127.0.0.1:{port}"]\n        labels: {{service: {service}}}'
-            for service, port in self.service_ports.items()
+            f'      - targets: ["127.0.0.1:{port}"]\n        labels: {{service: {name.partition("-")[0]}}}'
+            for name, port in self.service_ports.items()
         )
         return (
             "# Written by `chorus up`: the scrape configuration of deploy/prometheus with local ports.\n"

@@ -1,10 +1,13 @@
-"""Which cluster replica exports the gauges of a whole tenant: the one holding an advisory lock."""
+"""Which cluster replica exports the gauges of whole tenants: the one holding an advisory lock."""
 
 from __future__ import annotations
 
 import asyncpg
 
+from services.cluster import store
+from shared.db import tenant_transaction
 from shared.errors import TRANSIENT_ERRORS
+from shared.tenants import Tenant, list_tenants
 
 # Any fixed number, the same in every replica; advisory locks are per database.
 TENANT_GAUGES_LOCK = 0x636C7573
@@ -46,3 +49,12 @@ class TenantGaugesLock:
             self._connection.terminate()
             self._connection = None
         self._holding = False
+
+
+async def open_clusters_by_tenant(pool: asyncpg.Pool) -> dict[Tenant, int]:
+    """Each tenant's open clusters, counted in its own transaction (row-level security shows one tenant at a time)."""
+    counts = {}
+    for tenant in await list_tenants(pool):
+        async with tenant_transaction(pool, tenant.id) as db:
+            counts[tenant] = await store.open_cluster_count(db)
+    return counts

@@ -21,7 +21,11 @@ class Move:
 
 
 def plan_moves(
-    sums: Mapping[UUID, np.ndarray], counts: Mapping[UUID, int], members: Sequence[Member], threshold: float
+    sums: Mapping[UUID, np.ndarray],
+    counts: Mapping[UUID, int],
+    members: Sequence[Member],
+    threshold: float,
+    vectors: np.ndarray | None = None,
 ) -> list[Move]:
     """The moves that put each member where it fits best, in the order they are made.
 
@@ -30,26 +34,51 @@ def plan_moves(
     at or above `threshold` and higher than to its own cluster's other members (a member alone
     has none: -1). Each move updates the sums and sizes the members after it are judged by; of
     two equally similar clusters, the one whose id is greater as text wins, so the result does
-    not depend on the order of `sums`. The arguments are left as they are.
+    not depend on the order of `sums`. `vectors`, when given, are the members' vectors stacked in
+    their order (a caller that keeps them stacked saves the work). The arguments are left as they are.
     """
-    # New arrays replace a cluster's sum on each move (never changed in place): the caller's stay as they were.
-    totals = dict(sums)
-    sizes = dict(counts)
+    if not members or not sums:
+        return []
+    clusters = list(sums)
+    position = {cluster: index for index, cluster in enumerate(clusters)}
+    # Of two clusters equally similar, the one whose id is greater as text wins: its rank is higher.
+    rank = np.empty(len(clusters))
+    rank[sorted(range(len(clusters)), key=lambda index: str(clusters[index]))] = np.arange(len(clusters))
+    totals = np.stack([np.asarray(sums[cluster], dtype=np.float64) for cluster in clusters])
+    sizes = np.array([counts[cluster] for cluster in clusters], dtype=np.float64)
+    if vectors is None:
+        vectors = np.stack([np.asarray(member.vector, dtype=np.float64) for member in members])
+    # Every member's dot product with every cluster's sum, kept current as members move: a move
+    # changes two columns by the mover's dot products with the members. Members are judged all at
+    # once up to the first that moves, then again from the one after it (moves are few).
+    dots = vectors @ totals.T
+    own_dots = np.einsum("ij,ij->i", vectors, vectors)
+    owns = np.array([position[member.cluster_id] for member in members])
+    rows = np.arange(len(members))
     moves = []
-    for member in members:
-        own = member.cluster_id
-        own_similarity = (
-            float((totals[own] - member.vector) @ member.vector) / (sizes[own] - 1) if sizes[own] > 1 else -1.0
+    start = 0
+    while start < len(members):
+        own_sizes = sizes[owns[start:]]
+        own_similarity = np.where(
+            own_sizes > 1,
+            (dots[rows[start:], owns[start:]] - own_dots[start:]) / np.maximum(own_sizes - 1, 1),
+            -1.0,
         )
-        others = {other: float(member.vector @ totals[other]) / sizes[other]
-                  for other in totals if other != own and sizes[other] > 0}  # fmt: skip
-        if not others:
-            continue
-        best = max(others, key=lambda other: (others[other], str(other)))
-        if others[best] >= threshold and others[best] > own_similarity:
-            totals[own] = totals[own] - member.vector
-            sizes[own] -= 1
-            totals[best] = totals[best] + member.vector
-            sizes[best] += 1
-            moves.append(Move(member, best, others[best]))
+        others = np.broadcast_to(sizes > 0, (len(members) - start, len(clusters))).copy()
+        others[rows[: len(members) - start], owns[start:]] = False
+        similarities = np.where(others, dots[start:] / np.where(sizes > 0, sizes, 1.0), -np.inf)
+        best_similarity = similarities.max(axis=1)
+        moving = np.flatnonzero((best_similarity >= threshold) & (best_similarity > own_similarity))
+        if not len(moving):
+            break
+        index = start + int(moving[0])
+        tied = np.flatnonzero(similarities[index - start] == best_similarity[index - start])
+        best, own = int(tied[np.argmax(rank[tied])]), owns[index]
+        moved = vectors @ vectors[index]
+        dots[:, own] -= moved
+        dots[:, best] += moved
+        sizes[own] -= 1
+        sizes[best] += 1
+        moves.append(Move(members[index], clusters[best], float(best_similarity[index - start])))
+        start = index + 1
     return moves

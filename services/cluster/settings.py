@@ -23,3 +23,7 @@ class ClusterSettings(CommonSettings):
     rehome_most_members: int = setting(
         "CHORUS_CLUSTER_REHOME_MOST_MEMBERS", 100, "Clusters larger than this keep their members when re-homing."
     )
+    gauge_tenants: tuple[str, ...] = setting(
+        "CHORUS_CLUSTER_GAUGE_TENANTS", (),
+        "Tenants (names or ids, comma-separated) whose open clusters /metrics shows apart; the rest count as 'other'.",
+    )  # fmt: skip

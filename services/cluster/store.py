@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 from uuid import UUID
 
 import asyncpg
 import numpy as np
+from pgvector import Vector
+
+if TYPE_CHECKING:
+    from services.cluster.assignment import Changes
 
 
 @dataclass(frozen=True)
@@ -27,88 +32,112 @@ class Message:
         return self.created_at, self.message_id
 
 
-@dataclass(frozen=True)
-class Membership:
-    cluster_id: UUID
-    status: str
-    content_hash: bytes
-
-
 async def lock_creator(db: asyncpg.Connection, tenant_id: UUID, creator_id: str) -> None:
     """Serialize the changes to one creator's clusters, also across two consumers during a rebalance."""
     await db.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"cluster:{tenant_id}:{creator_id}")
 
 
-async def find_message(db: asyncpg.Connection, row_id: UUID) -> Message | None:
-    row = await db.fetchrow(
+async def find_messages(db: asyncpg.Connection, row_ids: list[UUID]) -> dict[UUID, Message]:
+    rows = await db.fetch(
         "SELECT id, message_id, channel_cid, message_created_at, content_hash, deleted_at IS NOT NULL AS deleted "
-        "FROM streamchat_messages WHERE id = $1",
-        row_id,
+        "FROM streamchat_messages WHERE id = ANY($1::uuid[])",
+        row_ids,
     )
-    return None if row is None else _message(row)
+    return {row["id"]: _message(row) for row in rows}
 
 
-async def membership(db: asyncpg.Connection, message: Message) -> Membership | None:
-    row = await db.fetchrow(
-        "SELECT m.cluster_id, c.status, m.content_hash FROM cluster_members m JOIN clusters c ON c.id = m.cluster_id "
-        "WHERE m.message_id = $1",
-        message.id,
-    )
-    return None if row is None else Membership(row["cluster_id"], row["status"], row["content_hash"])
+@dataclass(frozen=True)
+class StoredCluster:
+    id: UUID
+    status: str
+    size: int
+    centroid: np.ndarray | None
 
 
-async def channel_members(db: asyncpg.Connection, creator_id: str, message: Message) -> list[tuple[Message, str]]:
-    """The other clustered messages of the message's channel for this creator, with their cluster's status."""
+@dataclass(frozen=True)
+class StoredMember:
+    message: Message
+    cluster_id: UUID
+    channel_cid: str
+    vector: np.ndarray
+    content_hash: bytes
+    similarity: float | None
+
+
+async def lock_clusters(
+    db: asyncpg.Connection,
+    creator_id: str,
+    vectors: list[np.ndarray],
+    per_vector: int,
+    message_ids: list[UUID],
+    channels: list[str],
+) -> list[StoredCluster]:
+    """Lock and read the clusters a batch of the creator's messages may change: the `per_vector`
+    open clusters nearest to each vector (through the centroid index), and those holding the
+    messages or other messages of their channels. Locked in id order, as every writer does."""
     rows = await db.fetch(
         """
-        SELECT msg.id, msg.message_id, msg.channel_cid, msg.message_created_at, msg.content_hash,
-               msg.deleted_at IS NOT NULL AS deleted, c.status
-        FROM cluster_members m
-        JOIN clusters c ON c.id = m.cluster_id
-        JOIN streamchat_messages msg ON msg.id = m.message_id
-        WHERE m.channel_cid = $1 AND c.creator_id = $2 AND m.message_id <> $3
+        SELECT id, status, size, centroid FROM clusters
+        WHERE id IN (
+            SELECT near.id FROM unnest($2::vector[]) AS q(v)
+            CROSS JOIN LATERAL (
+                SELECT id FROM clusters WHERE creator_id = $1 AND status = 'open'
+                ORDER BY centroid <#> q.v, id LIMIT $3
+            ) AS near
+            UNION
+            SELECT m.cluster_id FROM cluster_members m JOIN clusters c ON c.id = m.cluster_id
+            WHERE m.message_id = ANY($4::uuid[]) OR (m.channel_cid = ANY($5::text[]) AND c.creator_id = $1)
+        )
+        ORDER BY id FOR UPDATE
         """,
-        message.channel_cid,
         creator_id,
-        message.id,
+        [Vector(vector) for vector in vectors],
+        per_vector,
+        message_ids,
+        channels,
     )
-    return [(_message(row), row["status"]) for row in rows]
+    return [StoredCluster(row["id"], row["status"], row["size"], _numpy(row["centroid"])) for row in rows]
+
+
+async def members_of(
+    db: asyncpg.Connection, clusters: list[UUID], whole: list[UUID], message_ids: list[UUID], channels: list[str]
+) -> list[StoredMember]:
+    """Of the members of `clusters`: all those of the `whole` clusters, the messages, and the other
+    messages of their channels."""
+    rows = await db.fetch(
+        """
+        SELECT s.id, s.message_id, m.channel_cid, s.message_created_at, s.content_hash AS message_hash,
+               s.deleted_at IS NOT NULL AS deleted, m.cluster_id, m.embedding, m.content_hash, m.similarity
+        FROM cluster_members m JOIN streamchat_messages s ON s.id = m.message_id
+        WHERE m.cluster_id = ANY($1::uuid[])
+          AND (m.cluster_id = ANY($2::uuid[]) OR m.message_id = ANY($3::uuid[]) OR m.channel_cid = ANY($4::text[]))
+        """,
+        clusters,
+        whole,
+        message_ids,
+        channels,
+    )
+    return [_member(row) for row in rows]
+
+
+def _member(row: asyncpg.Record) -> StoredMember:
+    message = Message(
+        row["id"], row["message_id"], row["channel_cid"], row["message_created_at"], row["message_hash"], row["deleted"]
+    )
+    return StoredMember(
+        message, row["cluster_id"], row["channel_cid"], row["embedding"].to_numpy(), row["content_hash"],
+        row["similarity"],
+    )  # fmt: skip
+
+
+def _numpy(vector: Vector | None) -> np.ndarray | None:
+    return None if vector is None else vector.to_numpy()
 
 
 def _message(row: asyncpg.Record) -> Message:
     return Message(
         row["id"], row["message_id"], row["channel_cid"], row["message_created_at"], row["content_hash"], row["deleted"]
     )
-
-
-async def mark_superseded(db: asyncpg.Connection, row_ids: list[UUID], by: UUID) -> None:
-    await db.execute(
-        "UPDATE streamchat_messages SET superseded_by = $2, superseded_at = now(), updated_at = now() "
-        "WHERE id = ANY($1::uuid[])",
-        row_ids,
-        by,
-    )
-
-
-async def clear_superseded(db: asyncpg.Connection, row_id: UUID) -> None:
-    await db.execute(
-        "UPDATE streamchat_messages SET superseded_by = NULL, superseded_at = NULL WHERE id = $1 "
-        "AND superseded_by IS NOT NULL",
-        row_id,
-    )
-
-
-async def nearest_open_cluster(
-    db: asyncpg.Connection, creator_id: str, vector: np.ndarray
-) -> tuple[UUID, float] | None:
-    """The creator's open cluster with the highest average similarity to `vector`, through the centroid index."""
-    row = await db.fetchrow(
-        "SELECT id, -(centroid <#> $2) AS similarity FROM clusters "
-        "WHERE creator_id = $1 AND status = 'open' ORDER BY centroid <#> $2, id LIMIT 1",
-        creator_id,
-        vector,
-    )
-    return None if row is None else (row["id"], float(row["similarity"]))
 
 
 async def open_cluster(db: asyncpg.Connection, tenant_id: UUID, creator_id: str) -> UUID:
@@ -136,14 +165,6 @@ async def add_member(
     )  # fmt: skip
 
 
-async def size_of_cluster_of(db: asyncpg.Connection, message: Message) -> int:
-    size: int = await db.fetchval(
-        "SELECT c.size FROM cluster_members m JOIN clusters c ON c.id = m.cluster_id WHERE m.message_id = $1",
-        message.id,
-    )
-    return size
-
-
 async def open_cluster_count(db: asyncpg.Connection) -> int:
     count: int = await db.fetchval("SELECT count(*) FROM clusters WHERE status = 'open'")
     return count
@@ -157,49 +178,80 @@ class Member:
     vector: np.ndarray
 
 
-@dataclass(frozen=True)
-class Neighbourhood:
-    """Nearby open clusters as (id, sum of member vectors, size), and the members of the small ones."""
+async def write_changes(db: asyncpg.Connection, tenant_id: UUID, creator_id: str, changes: Changes) -> None:
+    """Write what a batch changed, a statement per kind of change, in the order the rows allow:
+    members leave, new clusters exist before members join them, emptied clusters go last."""
+    if changes.deleted_members:
+        await db.execute("DELETE FROM cluster_members WHERE message_id = ANY($1::uuid[])", changes.deleted_members)
+    if changes.new_clusters:
+        await db.execute(
+            "INSERT INTO clusters (id, tenant_id, creator_id, size, centroid) "
+            "SELECT id, $1, $2, size, centroid "
+            "FROM unnest($3::uuid[], $4::int[], $5::vector[]) AS c (id, size, centroid)",
+            tenant_id, creator_id, *_columns(changes.new_clusters),
+        )  # fmt: skip
+    if changes.moved_members:
+        await db.execute(
+            "UPDATE cluster_members m SET cluster_id = u.cluster_id, similarity = u.similarity "
+            "FROM unnest($1::uuid[], $2::uuid[], $3::real[]) AS u (message_id, cluster_id, similarity) "
+            "WHERE m.message_id = u.message_id",
+            [placed.message.id for placed in changes.moved_members],
+            [placed.cluster_id for placed in changes.moved_members],
+            [placed.similarity for placed in changes.moved_members],
+        )
+    if changes.new_members:
+        # The member's words feed its cluster's label (migration 0010 counts them by trigger).
+        new = changes.new_members
+        await db.execute(
+            """
+            INSERT INTO cluster_members (tenant_id, cluster_id, message_id, channel_cid, similarity, embedding,
+                                         content_hash, message_created_at, words)
+            SELECT $1, u.cluster_id, u.message_id, s.channel_cid, u.similarity, u.embedding, u.content_hash,
+                   s.message_created_at, chorus_label_words(s.text)
+            FROM unnest($2::uuid[], $3::uuid[], $4::real[], $5::vector[], $6::bytea[])
+                AS u (message_id, cluster_id, similarity, embedding, content_hash)
+            JOIN streamchat_messages s ON s.id = u.message_id
+            """,
+            tenant_id,
+            [placed.message.id for placed in new],
+            [placed.cluster_id for placed in new],
+            [placed.similarity for placed in new],
+            [Vector(placed.vector.astype(np.float32)) for placed in new],
+            [placed.content_hash for placed in new],
+        )
+    if changes.deleted_clusters:
+        await db.execute("DELETE FROM clusters WHERE id = ANY($1::uuid[])", changes.deleted_clusters)
+    changed = changes.changed_clusters + changes.new_clusters
+    if changed:
+        # Channels are counted once per batch and cluster (an index-only scan of (cluster, channel));
+        # the preview is the first member in the (cluster, time) index.
+        await db.execute(
+            """
+            UPDATE clusters c
+            SET size = u.size, centroid = u.centroid, updated_at = now(),
+                channel_count = (SELECT count(DISTINCT channel_cid) FROM cluster_members m WHERE m.cluster_id = c.id),
+                preview_text = (SELECT text FROM chorus_cluster_members_in_order(c.id, how_many => 1))
+            FROM unnest($1::uuid[], $2::int[], $3::vector[]) AS u (id, size, centroid)
+            WHERE c.id = u.id
+            """,
+            *_columns(changed),
+        )
+    marked = {row_id: by for row_id, by in changes.superseded.items() if by is not None}
+    if marked:
+        await db.execute(
+            "UPDATE streamchat_messages s SET superseded_by = u.by, superseded_at = now(), updated_at = now() "
+            "FROM unnest($1::uuid[], $2::uuid[]) AS u (id, by) WHERE s.id = u.id",
+            list(marked), list(marked.values()),
+        )  # fmt: skip
+    cleared = [row_id for row_id, by in changes.superseded.items() if by is None]
+    if cleared:
+        await db.execute(
+            "UPDATE streamchat_messages SET superseded_by = NULL, superseded_at = NULL "
+            "WHERE id = ANY($1::uuid[]) AND superseded_by IS NOT NULL",
+            cleared,
+        )
 
-    clusters: list[tuple[UUID, np.ndarray, int]]
-    members: list[Member]
 
-
-async def neighbourhood(
-    db: asyncpg.Connection, creator_id: str, cluster_id: UUID, clusters: int, most_members: int
-) -> Neighbourhood:
-    """`cluster_id` and the creator's `clusters - 1` open clusters nearest to it; members are read
-    only from those of at most `most_members`, so the work per message stays bounded."""
-    centroid = await db.fetchval("SELECT centroid FROM clusters WHERE id = $1", cluster_id)
-    if centroid is None:
-        return Neighbourhood([], [])
-    near = await db.fetch(
-        "SELECT id, centroid, size FROM clusters WHERE creator_id = $1 AND status = 'open' "
-        "ORDER BY centroid <#> $2, id LIMIT $3",
-        creator_id,
-        centroid,
-        clusters,
-    )
-    small = [row["id"] for row in near if row["size"] <= most_members]
-    # Each cluster's members in their order (migration 0010), merged into one time order.
-    rows = await db.fetch(
-        """
-        SELECT e.message_row_id AS message_id, e.cluster_id, e.channel_cid, e.embedding
-        FROM unnest($1::uuid[]) AS c(id), chorus_cluster_members_in_order(c.id) e
-        ORDER BY e.message_created_at, e.message_id
-        """,
-        small,
-    )
-    return Neighbourhood(
-        [(row["id"], row["centroid"].to_numpy() * row["size"], row["size"]) for row in near],
-        [Member(row["message_id"], row["cluster_id"], row["channel_cid"], row["embedding"].to_numpy()) for row in rows],
-    )
-
-
-async def move_member(db: asyncpg.Connection, message_id: UUID, cluster_id: UUID, similarity: float) -> None:
-    await db.execute(
-        "UPDATE cluster_members SET cluster_id = $2, similarity = $3 WHERE message_id = $1",
-        message_id,
-        cluster_id,
-        similarity,
-    )
+def _columns(rows: list[tuple[UUID, int, np.ndarray]]) -> tuple[list[UUID], list[int], list[Vector]]:
+    # Arrays of vectors travel as pgvector's Vector: asyncpg would take an ndarray for a nested list.
+    return [row[0] for row in rows], [row[1] for row in rows], [Vector(row[2]) for row in rows]

@@ -37,6 +37,10 @@ from shared.stream import Agent, BatchResult, Incoming, KafkaRecord
 log = logging.getLogger(__name__)
 
 
+# A fetch holds up to this many batches: the model embeds one while the one before is written.
+BATCHES_PER_FETCH = 4
+
+
 class ProviderGaveUp(Exception):
     """The provider failed every allowed attempt; the batch's documents are dead-lettered with this."""
 
@@ -69,15 +73,41 @@ class Embedder:
             "chorus-embed",
             topics.DOCS,
             handle_batch=self.embed_documents,
-            max_batch=self.settings.batch_size,
+            max_batch=self.settings.batch_size * BATCHES_PER_FETCH,
             batch_wait_ms=self.settings.batch_wait_ms,
         )
 
     async def embed_documents(self, batch: list[Incoming[Document]]) -> BatchResult:
-        """Embed, store and announce one batch; returns the acknowledgements of what it sent."""
-        items = [_Item(incoming.message, incoming.value) for incoming in batch]
+        """Embed, store and announce a fetch in batches of `batch_size`, the model working on the
+        next batch while the one before is written; returns the acknowledgements of what it sent.
+
+        Batches are written one after the other, in order, and the agent commits the offsets only
+        once this returns, after the last write: a crash leaves nothing committed unwritten.
+        """
         result = BatchResult()
-        BATCH_SIZE.observe(len(items))
+        writing: asyncio.Task[list[asyncio.Future[Any]]] | None = None
+        try:
+            size = self.settings.batch_size
+            for start in range(0, len(batch), size):
+                if writing is not None and writing.done():
+                    writing.result()  # a failed write stops the fetch now, not after the model's work
+                items = [_Item(incoming.message, incoming.value) for incoming in batch[start : start + size]]
+                BATCH_SIZE.observe(len(items))
+                live = await self._embedded(items, result)
+                deletes = [item for item in items if item.document.action == "delete"]
+                writing = asyncio.create_task(self._write_and_announce(live, [*live, *deletes], writing))
+            if writing is not None:
+                result.sent = await writing
+        except BaseException:
+            if writing is not None:
+                # Cancelling the last write cancels the ones it waits for.
+                writing.cancel()
+                await asyncio.gather(writing, return_exceptions=True)
+            raise
+        return result
+
+    async def _embedded(self, items: list[_Item], result: BatchResult) -> list[_Item]:
+        """The items whose text is current, each with its vector; those the provider gave up on are refused."""
         upserts = [item for item in items if item.document.action == "upsert"]
         live = await self._drop_stale(upserts)
         await self._reuse_stored_vectors(live)
@@ -88,10 +118,18 @@ class Embedder:
                 if item.vector is None:
                     result.refused.append((item.record, error))
             live = [item for item in live if item.vector is not None]
+        return live
+
+    async def _write_and_announce(
+        self,
+        live: list[_Item],
+        announced: list[_Item],
+        before: asyncio.Task[list[asyncio.Future[Any]]] | None,
+    ) -> list[asyncio.Future[Any]]:
+        """After the batch before this one: write this one's vectors, then announce its documents."""
+        sent = [] if before is None else await before
         await self._write(live)
-        deletes = [item for item in items if item.document.action == "delete"]
-        result.sent = await self._announce([*live, *deletes])
-        return result
+        return sent + await self._announce(announced)
 
     async def _drop_stale(self, items: list[_Item]) -> list[_Item]:
         """Keep the documents whose row still holds this text; a newer record follows for the others."""

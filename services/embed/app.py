@@ -7,6 +7,7 @@ import asyncio
 from fastapi import FastAPI
 
 from services.embed.agents import Embedder
+from services.embed.segments import SegmentKeeper, SegmentPolicy
 from services.embed.settings import EmbedSettings
 from services.embed.store import vector_column_dimensions
 from shared.embedding import create_provider
@@ -18,7 +19,7 @@ class DimensionMismatch(RuntimeError):
 
 
 def create_app(settings: EmbedSettings) -> FastAPI:
-    """Health, metrics and the embed_documents agent."""
+    """Health, metrics, the embed_documents agent and the upkeep of the vector segments."""
 
     async def start(resources: Resources) -> None:
         column = await vector_column_dimensions(resources.pool)
@@ -32,5 +33,9 @@ def create_app(settings: EmbedSettings) -> FastAPI:
         resources.closers.append(provider.close)
         embedder = Embedder(settings, resources.pool, resources.producer, provider)
         resources.start_agent(embedder.agent())
+        # Sealing, indexing and merging vector segments, by one replica at a time (an advisory lock).
+        policy = SegmentPolicy(settings.segment_rows, settings.segment_merge_factor)
+        keeper = SegmentKeeper(settings.database_url, policy)
+        resources.run_in_background(keeper.run(settings.segment_check_seconds), "vector_segments")
 
     return service_app("Chorus embed", settings, start=start)

@@ -24,3 +24,21 @@ class EmbedSettings(EmbeddingSettings):
     backoff_cap_seconds: float = setting(
         "CHORUS_EMBED_BACKOFF_CAP_SECONDS", 60.0, "Longest delay between two provider attempts."
     )
+    segment_rows: int = setting(
+        "CHORUS_EMBED_SEGMENT_ROWS",
+        2_000,
+        "Vectors the growing segment (searched exactly, no index) takes before it is sealed and indexed.",
+        minimum=1,
+    )
+    segment_merge_factor: int = setting(
+        "CHORUS_EMBED_SEGMENT_MERGE_FACTOR",
+        4,
+        "Indexed segments of one tier merged into one of the next tier.",
+        minimum=2,
+    )
+    segment_check_seconds: float = setting(
+        "CHORUS_EMBED_SEGMENT_CHECK_SECONDS",
+        1.0,
+        "How often the embed service checks whether segments need upkeep.",
+        minimum=0.05,
+    )

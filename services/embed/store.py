@@ -44,26 +44,35 @@ async def stored_vectors(db: Connection, model: str, content_hashes: Sequence[by
 async def write_vectors(
     db: Connection, rows: Sequence[tuple[UUID, bytes, np.ndarray, bool]], model: str, dimensions: int
 ) -> None:
-    """Store each vector for its document, unless the document's text changed meanwhile.
+    """Store each vector for its document in place of the document's older ones, unless the
+    document's text changed meanwhile (then only the older ones go); in the open transaction,
+    whose tenant is set.
 
-    Not COPY: Postgres refuses COPY FROM into a table under row-level security.
+    The batch travels by COPY into a temporary table (Postgres refuses COPY FROM into a table
+    under row-level security) and goes on in one round trip that joins it to its documents. New
+    rows land in the growing segment (migration 0013), which has no vector index: the write pays
+    no graph maintenance. An older vector may be in any segment; the delete reaches them all.
     """
-    # One statement for the whole batch: the rows travel as arrays and are joined to their documents.
+    await db.execute(
+        "CREATE TEMP TABLE IF NOT EXISTS embed_batch (document_id uuid, content_hash bytea, embedding vector, "
+        "truncated boolean, model text, dimensions integer) ON COMMIT DELETE ROWS"
+    )
+    await db.copy_records_to_table(
+        "embed_batch", records=[(row[0], row[1], Vector(row[2]), row[3], model, dimensions) for row in rows]
+    )
+    # One round trip. The batch's ids go to the statements as an array (ANY(ARRAY(...))), which
+    # Postgres looks up by primary key in documents and in every segment, whatever it guesses of
+    # the temporary table's size. The delete comes first and apart: in one statement the insert
+    # could meet the row the delete removes (the same key, when the older vector is in the
+    # growing segment too). A vector of an older text goes even when the text changed meanwhile:
+    # searches skip such vectors, and the newer text's comes next.
     await db.execute(
         """
+        DELETE FROM document_embeddings WHERE document_id = ANY (ARRAY(SELECT document_id FROM embed_batch));
         INSERT INTO document_embeddings (document_id, tenant_id, model, dimensions, content_hash, truncated, embedding)
-        SELECT d.id, d.tenant_id, $4, $5, d.content_hash, batch.truncated, batch.embedding
-        FROM unnest($1::uuid[], $2::bytea[], $3::vector[], $6::boolean[])
-            AS batch (document_id, content_hash, embedding, truncated)
-        JOIN documents d ON d.id = batch.document_id AND d.content_hash = batch.content_hash
-        ON CONFLICT (document_id) DO UPDATE
-            SET model = excluded.model, dimensions = excluded.dimensions, content_hash = excluded.content_hash,
-                truncated = excluded.truncated, embedding = excluded.embedding, embedded_at = now()
-        """,
-        [row[0] for row in rows],
-        [row[1] for row in rows],
-        [Vector(row[2]) for row in rows],
-        model,
-        dimensions,
-        [row[3] for row in rows],
+        SELECT d.id, d.tenant_id, b.model, b.dimensions, d.content_hash, b.truncated, b.embedding
+        FROM documents d JOIN embed_batch b ON b.document_id = d.id AND b.content_hash = d.content_hash
+        WHERE d.id = ANY (ARRAY(SELECT document_id FROM embed_batch));
+        DELETE FROM embed_batch;
+        """
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections import Counter, defaultdict
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -11,34 +11,28 @@ from uuid import UUID
 import asyncpg
 from aiokafka import AIOKafkaProducer
 
-from services.ingest import store
+from services.ingest import batch_store, store
 from services.ingest.events import VCON_SOURCE, documents_of, event_content_hash, vcon_tenant
 from services.ingest.metrics import DOCUMENTS_EMITTED, DUPLICATES, IGNORED_EVENTS, STALE_UPDATES
+from services.ingest.new_messages import Emission, message_document, store_new_messages
 from services.ingest.records import RawStreamChatDelivery, RawTavusDelivery
 from services.ingest.streamchat import MESSAGE_EVENTS, MessageEvent, event_type, parse_message_event
 from services.ingest.tavus import SPOKEN_ROLES, Callback, parse_callback
-from services.ingest.tombstones import erased
+from services.ingest.tombstones import Delivery, erased, erased_each
 from services.ingest.topics import RAW_STREAMCHAT, RAW_TAVUS
 from shared import topics
 from shared.db import tenant_transaction
 from shared.errors import InvalidRecord
 from shared.hashing import normalize_text, text_hash
 from shared.records import Document, EventEnvelope, utcnow
-from shared.stream import Agent, Incoming, Sent
+from shared.stream import Agent, BatchResult, Incoming, Sent
 from shared.tenants import resolve_tenant
 from shared.tombstones import Kind, event_value
 
 log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class Emission:
-    """A document row to hand on, with what the record about it needs beyond the row."""
-
-    row: store.DocumentRow
-    action: str = "upsert"
-    message: MessageEvent | None = None
-    message_row_id: UUID | None = None
+# Webhooks stored in one transaction: a burst to one creator shares a partition.
+STREAMCHAT_BATCH = 500
 
 
 class Normalizer:
@@ -53,7 +47,7 @@ class Normalizer:
     def agents(self) -> list[Agent[Any]]:
         return [
             Agent("normalize_streamchat", "ingest", "chorus-ingest-streamchat", RAW_STREAMCHAT,
-                  handle=self.normalize_streamchat),
+                  handle_batch=self.normalize_streamchat, max_batch=STREAMCHAT_BATCH),
             Agent("normalize_tavus", "ingest", "chorus-ingest-tavus", RAW_TAVUS, handle=self.normalize_tavus),
             Agent("normalize_events", "ingest", "chorus-ingest-events", topics.RAW_EVENTS,
                   handle=self.normalize_events),
@@ -61,26 +55,75 @@ class Normalizer:
 
     # StreamChat
 
-    async def normalize_streamchat(self, incoming: Incoming[RawStreamChatDelivery]) -> Sent:
-        delivery = incoming.value
-        kind = event_type(delivery.body)
-        if kind not in MESSAGE_EVENTS:
-            IGNORED_EVENTS.labels("streamchat", kind[:64]).inc()
-            return []
-        event = parse_message_event(delivery.body, delivery.paid_channel_types)
-        tenant_id = delivery.tenant_id
-        async with tenant_transaction(self.pool, tenant_id) as db:
-            ids: list[tuple[Kind, str]] = [("webhook", delivery.webhook_id), ("message", event.message_id)]
-            if await erased(db, tenant_id, "streamchat", ids, delivery.body, delivery.received_at):
-                return []
-            if not await store.record_streamchat_delivery(db, tenant_id, delivery.webhook_id, event.message_id):
+    async def normalize_streamchat(self, batch: list[Incoming[RawStreamChatDelivery]]) -> BatchResult:
+        """Store a fetch of webhooks in one transaction per tenant, then hand its documents on.
+
+        Messages stored for the first time, once in the fetch (a burst's usual case), go in with a
+        statement per kind of row; edits, deletes and redeliveries take the way of one record at a
+        time, in the same transaction. A record that does not parse is refused alone.
+        """
+        result = BatchResult()
+        tenants: dict[UUID, list[tuple[RawStreamChatDelivery, str, MessageEvent]]] = defaultdict(list)
+        for incoming in batch:
+            delivery = incoming.value
+            try:
+                kind = event_type(delivery.body)
+                if kind not in MESSAGE_EVENTS:
+                    IGNORED_EVENTS.labels("streamchat", kind[:64]).inc()
+                    continue
+                event = parse_message_event(delivery.body, delivery.paid_channel_types)
+            except InvalidRecord as error:
+                result.refused.append((incoming.message, error))
+                continue
+            tenants[delivery.tenant_id].append((delivery, kind, event))
+        for tenant_id, records in tenants.items():
+            async with tenant_transaction(self.pool, tenant_id) as db:
+                emissions = await self._store_streamchat(db, tenant_id, records)
+            for (delivery, _, _), emitted in zip(records, emissions, strict=True):
+                result.sent += await self._emit(emitted, delivery.received_at, delivery.correlation_id)
+        return result
+
+    async def _store_streamchat(
+        self, db: asyncpg.Connection, tenant_id: UUID, records: list[tuple[RawStreamChatDelivery, str, MessageEvent]]
+    ) -> list[list[Emission]]:
+        """The emissions of each record, in their order."""
+        checks = [Delivery([("webhook", delivery.webhook_id), ("message", event.message_id)], delivery.body,
+                           delivery.received_at) for delivery, _, event in records]  # fmt: skip
+        erased = await erased_each(db, tenant_id, "streamchat", checks)
+        live = [index for index, dropped in enumerate(erased) if not dropped]
+        new_webhooks = await batch_store.record_streamchat_deliveries(
+            db, tenant_id, [(records[index][0].webhook_id, records[index][2].message_id) for index in live]
+        )
+        fresh = []
+        for index in live:
+            # A webhook id twice in the fetch: the second is a redelivery of the first.
+            if (webhook_id := records[index][0].webhook_id) in new_webhooks:
+                new_webhooks.discard(webhook_id)
+                fresh.append(index)
+        stored = await batch_store.stored_message_ids(db, tenant_id, [records[index][2].message_id for index in fresh])
+        times = Counter(records[index][2].message_id for index in live)
+        first_seen = [
+            index for index in fresh
+            if records[index][1] != "message.deleted"
+            and (message_id := records[index][2].message_id) not in stored and times[message_id] == 1
+        ]  # fmt: skip
+        emissions: list[list[Emission]] = [[] for _ in records]
+        new = [(records[index][2], records[index][0].body) for index in first_seen]
+        for index, emitted in zip(first_seen, await store_new_messages(db, tenant_id, new), strict=True):
+            emissions[index] = emitted
+        fresh_set, first_set = set(fresh), set(first_seen)
+        for index in live:
+            if index in first_set:
+                continue
+            delivery, kind, event = records[index]
+            if index not in fresh_set:
                 DUPLICATES.labels("streamchat", "webhook_id").inc()
-                emissions = await self._pending_for_message(db, tenant_id, event)
+                emissions[index] = await self._pending_for_message(db, tenant_id, event)
             elif kind == "message.deleted":
-                emissions = await self._delete_message(db, tenant_id, event)
+                emissions[index] = await self._delete_message(db, tenant_id, event)
             else:
-                emissions = await self._store_message(db, tenant_id, event, delivery.body)
-        return await self._emit(emissions, delivery.received_at, delivery.correlation_id)
+                emissions[index] = await self._store_message(db, tenant_id, event, delivery.body)
+        return emissions
 
     async def _store_message(
         self, db: asyncpg.Connection, tenant_id: UUID, event: MessageEvent, body: dict[str, object]
@@ -101,16 +144,7 @@ class Normalizer:
             await store.update_message_text(db, row_id, event, content_hash, body)
         if not event.text:
             return []
-        document, changed = await store.upsert_document(
-            db,
-            store.NewDocument(
-                tenant_id=tenant_id, source="streamchat", content_type="message", doc_key=event.message_id,
-                text=event.text, content_hash=content_hash, external_id=event.message_id,
-                creator_id=event.creator_id, channel_cid=event.channel_cid, occurred_at=event.created_at,
-                metadata={"message_id": event.message_id, "direction": event.direction, "is_paid": event.is_paid,
-                          "visitor_id": event.visitor.id if event.visitor else None},
-            ),
-        )  # fmt: skip
+        document, changed = await store.upsert_document(db, message_document(tenant_id, event, content_hash))
         await store.link_message_document(db, row_id, document.id)
         return [Emission(document, message=event, message_row_id=row_id)] if changed else []
 

@@ -36,7 +36,11 @@ ACCEPTED_HEADERS = {
 REFUSALS = problems(
     400,
     (401, "The signature, app, token or key does not name a tenant."),
-    413,
+    (
+        413,
+        "The body is larger than the limit (also once gunzipped), holds too many events, or an event is larger "
+        "than a Kafka record may be (1,000,000 bytes).",
+    ),
     (415, "The body's Content-Encoding is neither gzip nor identity."),
     (503, "Kafka did not acknowledge the record, or Postgres did not answer; nothing was accepted: retry."),
 )

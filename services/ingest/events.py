@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from services.ingest.vcon import body_text
 from shared.errors import InvalidRecord
 from shared.hashing import canonical_json, normalize_text, sha256
 from shared.records import EventEnvelope
@@ -63,7 +64,7 @@ def _vcon_documents(envelope: EventEnvelope) -> list[DocumentDraft]:
         if not isinstance(parts, list):
             raise InvalidRecord(f"vCon '{kind}' must be a list")
         for index, part in enumerate(parts):
-            text = _body_text(part.get("body")) if isinstance(part, dict) else ""
+            text = body_text(part.get("body")) if isinstance(part, dict) else ""
             if text:
                 part_metadata = {**metadata, "part_type": part.get("type")}
                 drafts.append(DocumentDraft(kind, f"{kind}_{index}", text, tags, part_metadata))
@@ -112,11 +113,3 @@ def _json_body(attachment: dict[str, Any], kind: str) -> Any:
         return json.loads(body)
     except json.JSONDecodeError:
         raise InvalidRecord(f"the vCon {kind} attachment's body is not JSON") from None
-
-
-def _body_text(body: Any) -> str:
-    if isinstance(body, str):
-        return normalize_text(body)
-    if isinstance(body, dict | list):
-        return normalize_text(json.dumps(body, ensure_ascii=False, sort_keys=True))
-    return ""

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import IO, Any
+from uuid import UUID
 
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
+from services.ingest.events import VCON_SOURCE, vcon_tenant
 from services.ingest.requests import RequestProblem, parse_json
 from shared import topics
+from shared.errors import InvalidRecord
 from shared.kafka import create_producer
 from shared.records import EventEnvelope, utcnow
 
@@ -30,9 +34,13 @@ async def publish_lines(
     source: str | None = None,
     tenant: str | None = None,
     progress: IO[str] = sys.stderr,
+    resolve_tenant: Callable[[str], Awaitable[UUID | None]] | None = None,
 ) -> PublishSummary:
-    """Validate each line as an event envelope and send the valid ones; report the rest by line."""
+    """Validate each line as an event envelope and send the valid ones; report the rest by line.
+    With `resolve_tenant`, an event that names no tenant, or one it does not know, is not sent:
+    ingest would only dead-letter it."""
     summary = PublishSummary()
+    known: dict[str, bool] = {}
     producer = create_producer(bootstrap)
     await producer.start()
     try:
@@ -42,7 +50,9 @@ async def publish_lines(
                 continue
             try:
                 envelope = _envelope(line, number, source, tenant)
-            except (RequestProblem, ValidationError) as error:
+                if resolve_tenant is not None:
+                    await _check_tenant(envelope, resolve_tenant, known)
+            except (RequestProblem, ValidationError, InvalidRecord) as error:
                 summary.failed += 1
                 summary.problems.append(f"line {number}: {_reason(error)}")
                 continue
@@ -70,6 +80,19 @@ def _envelope(line: bytes, number: int, source: str | None, tenant: str | None) 
         item = {**item, "tenant_id": tenant}
     envelope = EventEnvelope.model_validate(item)
     return envelope.model_copy(update={"received_at": utcnow()})
+
+
+async def _check_tenant(
+    envelope: EventEnvelope, resolve: Callable[[str], Awaitable[UUID | None]], known: dict[str, bool]
+) -> None:
+    """Refuse the event as ingest's agent would: it names no tenant, or a tenant that is not there."""
+    named = envelope.tenant_id or (vcon_tenant(envelope) if envelope.source == VCON_SOURCE else None)
+    if not named:
+        raise InvalidRecord("the event names no tenant: set 'tenant_id' in it or pass --tenant")
+    if named not in known:
+        known[named] = await resolve(named) is not None
+    if not known[named]:
+        raise InvalidRecord(f"no tenant is named or has the id {named[:128]!r}; `chorus tenants list` shows them")
 
 
 async def _settle(pending: list[tuple[int, Any]], summary: PublishSummary) -> None:

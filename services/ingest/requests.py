@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import math
 import zlib
 from typing import Any
 
 from starlette.requests import Request
 
-from shared.http.problems import HTTPProblem
+from shared.http.problems import MAX_FIELD_PROBLEMS, FieldProblem, HTTPProblem
 
 MAX_DEPTH = 64
 
@@ -51,13 +52,26 @@ def _gunzip(body: bytes, limit: int) -> bytes:
 
 
 def parse_json(data: bytes | str, what: str = "the body") -> Any:
-    """Parse JSON that can be stored: UTF-8, finite numbers, no NUL, nesting at most MAX_DEPTH."""
+    """Parse JSON that can be stored: UTF-8, finite numbers, no NUL, nesting at most MAX_DEPTH.
+
+    The 400 names the field at fault in `errors` (dotted: `message.text`, `payload.items.0`).
+    """
+    value = load_json(data, what)
+    problems = unstorable(value)
+    if problems:
+        first = problems[0]
+        raise RequestProblem(400, f"{what} {first.problem} (field {first.field})", problems)
+    return value
+
+
+def load_json(data: bytes | str, what: str = "the body") -> Any:
+    """Parse JSON text (UTF-8 when bytes), without checking what its values are; see `unstorable`."""
     try:
         text = data.decode("utf-8") if isinstance(data, bytes) else data
     except UnicodeDecodeError as error:
         raise RequestProblem(400, f"{what} is not valid UTF-8 (byte {error.start})") from None
     try:
-        value = json.loads(text, parse_constant=_reject_constant)
+        return json.loads(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as error:
         where = f"line {error.lineno} column {error.colno}"
         raise RequestProblem(400, f"{what} is not valid JSON: {error.msg} at {where}") from None
@@ -65,34 +79,63 @@ def parse_json(data: bytes | str, what: str = "the body") -> Any:
         raise RequestProblem(400, f"{what} nests deeper than {MAX_DEPTH} levels") from None
     except ValueError as error:
         raise RequestProblem(400, f"{what} is not valid JSON: {error}") from None
-    _check_storable(value, what)
-    return value
+
+
+def unstorable(value: Any, event: int | None = None) -> list[FieldProblem]:
+    """What of a parsed JSON value Postgres would refuse (jsonb and text hold no NUL and no lone
+    surrogate; jsonb no infinity, which `1e999` reads as) or nests past MAX_DEPTH; one problem a
+    field, at most MAX_FIELD_PROBLEMS."""
+    problems: list[FieldProblem] = []
+    stack: list[tuple[Any, tuple[str, ...]]] = [(value, ())]
+    while stack and len(problems) < MAX_FIELD_PROBLEMS:
+        item, path = stack.pop()
+        if len(path) >= MAX_DEPTH:
+            # One problem for the whole value: its deepest paths are not worth listing one by one.
+            return [FieldProblem(field=_field(path), problem=f"nests deeper than {MAX_DEPTH} levels", event=event)]
+        problem = None
+        if isinstance(item, str):
+            problem = _string_problem(item)
+        elif isinstance(item, float) and not math.isfinite(item):
+            problem = "contains a number too large to store (it reads as infinity)"
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                key_problem = _string_problem(key)
+                if key_problem:
+                    problems.append(FieldProblem(field=_field((*path, key)), problem=f"has a key that {key_problem}",
+                                                 event=event))  # fmt: skip
+                stack.append((child, (*path, key)))
+        elif isinstance(item, list):
+            stack.extend((child, (*path, str(index))) for index, child in enumerate(item))
+        if problem:
+            problems.append(FieldProblem(field=_field(path), problem=problem, event=event))
+    return problems
 
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
-def _check_storable(value: Any, what: str) -> None:
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if depth > MAX_DEPTH:
-            raise RequestProblem(400, f"{what} nests deeper than {MAX_DEPTH} levels")
-        if isinstance(item, str):
-            _check_string(item, what)
-        elif isinstance(item, dict):
-            for key, child in item.items():
-                _check_string(key, what)
-                stack.append((child, depth + 1))
-        elif isinstance(item, list):
-            stack.extend((child, depth + 1) for child in item)
-
-
-def _check_string(text: str, what: str) -> None:
+def _string_problem(text: str) -> str | None:
     if "\x00" in text:
-        raise RequestProblem(400, f"{what} contains a NUL character (\\u0000), which cannot be stored")
+        return "contains a NUL character (\\u0000), which cannot be stored"
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        raise RequestProblem(400, f"{what} contains an unpaired UTF-16 surrogate escape") from None
+        return "contains an unpaired UTF-16 surrogate escape, which cannot be stored"
+    return None
+
+
+def _field(path: tuple[str, ...]) -> str:
+    """The dotted name of a field, printable and short whatever the keys hold: it is answered as JSON."""
+    if not path:
+        return "body"
+    name = ".".join(part if part.isprintable() and _encodes(part) else ascii(part)[1:-1] for part in path)
+    return name if len(name) <= 200 else name[:197] + "..."
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

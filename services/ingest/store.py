@@ -12,10 +12,19 @@ from asyncpg import Connection
 
 from services.ingest.streamchat import MessageEvent
 
-_DOCUMENT_COLUMNS = """
+DOCUMENT_COLUMNS = """
     id, tenant_id, source, content_type, content_ref, external_id, text, content_hash, creator_id,
     conversation_id, channel_cid, tags, occurred_at, deleted_at
 """
+
+# What storing a document's text does to the row of the same key: a changed text (or a deleted
+# document that comes back) is written; the same text again changes nothing.
+UPSERT_DOCUMENT = """ON CONFLICT (tenant_id, source, doc_key) DO UPDATE
+            SET text = excluded.text,
+                content_hash = excluded.content_hash,
+                deleted_at = NULL,
+                updated_at = now()
+            WHERE documents.content_hash <> excluded.content_hash OR documents.deleted_at IS NOT NULL"""
 
 
 @dataclass(frozen=True)
@@ -64,13 +73,8 @@ async def upsert_document(db: Connection, doc: NewDocument) -> tuple[DocumentRow
         INSERT INTO documents (tenant_id, source, content_type, doc_key, text, content_hash, content_ref,
                                external_id, creator_id, conversation_id, channel_cid, tags, metadata, occurred_at)
         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
-        ON CONFLICT (tenant_id, source, doc_key) DO UPDATE
-            SET text = excluded.text,
-                content_hash = excluded.content_hash,
-                deleted_at = NULL,
-                updated_at = now()
-            WHERE documents.content_hash <> excluded.content_hash OR documents.deleted_at IS NOT NULL
-        RETURNING {_DOCUMENT_COLUMNS}
+        {UPSERT_DOCUMENT}
+        RETURNING {DOCUMENT_COLUMNS}
         """,
         doc.tenant_id, doc.source, doc.content_type, doc.doc_key, doc.text, doc.content_hash, doc.content_ref,
         doc.external_id, doc.creator_id, doc.conversation_id, doc.channel_cid, doc.tags or {}, doc.metadata or {},
@@ -82,7 +86,7 @@ async def upsert_document(db: Connection, doc: NewDocument) -> tuple[DocumentRow
         )
         return DocumentRow(**dict(row)), True
     existing = await db.fetchrow(
-        f"SELECT {_DOCUMENT_COLUMNS} FROM documents WHERE tenant_id = $1 AND source = $2 AND doc_key = $3",
+        f"SELECT {DOCUMENT_COLUMNS} FROM documents WHERE tenant_id = $1 AND source = $2 AND doc_key = $3",
         doc.tenant_id, doc.source, doc.doc_key,
     )  # fmt: skip
     return DocumentRow(**dict(existing)), False
@@ -91,7 +95,7 @@ async def upsert_document(db: Connection, doc: NewDocument) -> tuple[DocumentRow
 async def mark_document_deleted(db: Connection, document_id: UUID) -> DocumentRow | None:
     row = await db.fetchrow(
         f"UPDATE documents SET deleted_at = now(), updated_at = now() WHERE id = $1 AND deleted_at IS NULL "
-        f"RETURNING {_DOCUMENT_COLUMNS}",
+        f"RETURNING {DOCUMENT_COLUMNS}",
         document_id,
     )
     return None if row is None else DocumentRow(**dict(row))
@@ -100,7 +104,7 @@ async def mark_document_deleted(db: Connection, document_id: UUID) -> DocumentRo
 async def pending_documents(db: Connection, document_ids: list[UUID]) -> list[DocumentRow]:
     """Of `document_ids`, those not yet embedded and not deleted: a redelivery hands them on again."""
     rows = await db.fetch(
-        f"SELECT {_DOCUMENT_COLUMNS} FROM documents d WHERE id = ANY($1::uuid[]) AND deleted_at IS NULL "
+        f"SELECT {DOCUMENT_COLUMNS} FROM documents d WHERE id = ANY($1::uuid[]) AND deleted_at IS NULL "
         "AND NOT EXISTS (SELECT FROM document_embeddings e WHERE e.document_id = d.id "
         "AND e.content_hash = d.content_hash)",
         document_ids,

@@ -14,7 +14,7 @@ from fastapi import FastAPI
 
 from services.search.embedding import QueryEmbedder
 from services.search.replica import export_replica_lag
-from services.search.routes import clusters, conversations, inbox, privacy, search
+from services.search.routes import clusters, conversations, inbox, privacy, search, stats
 from services.search.settings import SearchSettings
 from shared.db import create_pool
 from shared.embedding import create_provider
@@ -29,6 +29,7 @@ def create_app(settings: SearchSettings) -> FastAPI:
         provider = await asyncio.to_thread(create_provider, settings)
         resources.closers.append(provider.close)
         app.state.embedder = QueryEmbedder(provider, settings.query_cache_size)
+        stats.count_dead_letters(app, resources)
         if settings.search_database_url:
             resources.read_pool = await create_pool(settings.search_database_url)
             resources.closers.append(resources.read_pool.close)
@@ -36,7 +37,7 @@ def create_app(settings: SearchSettings) -> FastAPI:
 
     app = service_app("Chorus search", settings, start=start)
     app.state.settings = settings
-    for routes in (search, clusters, conversations, privacy):
+    for routes in (search, clusters, conversations, privacy, stats):
         app.include_router(routes.router)
     app.include_router(inbox.router)  # the creator's inbox page, outside the API
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)

@@ -106,9 +106,11 @@ def semantic_settings(ef_search: int) -> dict[str, str | int]:
     """The settings of the transaction `semantic` runs in (tenant_transaction's local_settings).
 
     Iterative index scans keep reading the HNSW index until enough rows pass the filters, so a
-    selective filter does not starve the result; `ef_search` trades latency for recall.
+    selective filter does not starve the result; `ef_search` trades latency for recall. The
+    growing vector segment (migration 0013) is sorted whole under the merge of the segments'
+    scans: work_mem (in kB) keeps that sort in memory when the segment runs past its size.
     """
-    return {"hnsw.ef_search": int(ef_search), "hnsw.iterative_scan": "relaxed_order"}
+    return {"hnsw.ef_search": int(ef_search), "hnsw.iterative_scan": "relaxed_order", "work_mem": 16384}
 
 
 async def semantic(
@@ -126,7 +128,9 @@ async def semantic(
 
     The join asks only for the document's id (an index lookup per candidate); a vector of an
     older text of its document (an edit the embed service has not reached yet) is dropped after
-    the scan.
+    the scan. A document with several vectors (chunks) is one hit: its nearest chunk, named in
+    the row's `chunk`. document_embeddings is partitioned in segments (migration 0013): Postgres
+    merges the ordered scans of the indexed ones with an exact top-N of the growing one.
     """
     where, values = filters.where(4)
     if after is not None:
@@ -135,13 +139,14 @@ async def semantic(
     rows = await db.fetch(
         f"""
         WITH nearest AS MATERIALIZED (
-            SELECT {columns}, e.embedding <=> $1 AS distance, e.content_hash = d.content_hash AS current
+            SELECT {columns}, e.chunk, e.embedding <=> $1 AS distance, e.content_hash = d.content_hash AS current
             FROM document_embeddings e JOIN documents d ON d.id = e.document_id
             WHERE e.model = $2 AND {where}
             ORDER BY e.embedding <=> $1
             LIMIT $3
         )
-        SELECT * FROM nearest WHERE current ORDER BY distance, id
+        SELECT * FROM (SELECT DISTINCT ON (id) * FROM nearest WHERE current ORDER BY id, distance) best
+        ORDER BY distance, id
         """,
         vector,
         model,
@@ -229,30 +234,6 @@ def fuse(
             setattr(entry, f"{name}_rank", rank)
             entry.score += weight / (k + rank)
     return sorted(fused.values(), key=lambda hit: hit.rank_key)[:limit]
-
-
-async def feedback_similarities(
-    db: asyncpg.Connection, vector: np.ndarray, model: str, feedback: list[UUID], candidates: list[UUID]
-) -> dict[UUID, float]:
-    """Cosine similarity of each candidate to `vector` moved towards the `feedback` documents'
-    mean vector (pseudo-relevance feedback: the query plus what its best results have in common).
-    The vectors are unit length, so the sum of the two points the same way as their average."""
-    rows = await db.fetch(
-        """
-        WITH moved AS (
-            SELECT $1::vector + avg(embedding) AS vector FROM document_embeddings
-            WHERE model = $2 AND document_id = ANY($3::uuid[])
-        )
-        SELECT e.document_id, 1 - (e.embedding <=> m.vector) AS similarity
-        FROM document_embeddings e, moved m
-        WHERE e.model = $2 AND e.document_id = ANY($4::uuid[]) AND m.vector IS NOT NULL
-        """,
-        vector,
-        model,
-        feedback,
-        candidates,
-    )
-    return {row["document_id"]: float(row["similarity"]) for row in rows}
 
 
 async def with_snippets(db: asyncpg.Connection, hits: list[Hit], query: str) -> list[Hit]:

@@ -42,13 +42,13 @@ class SearchSettings(EmbeddingSettings):
     )
     keyword_weight: float = setting(
         "CHORUS_SEARCH_KEYWORD_WEIGHT",
-        0.1,
+        0.08,
         "Weight of the keyword score (over the query's best) added to the cosine similarity in weighted fusion.",
     )
     feedback: int = setting(
         "CHORUS_SEARCH_FEEDBACK",
-        3,
-        "Best fused results whose mean vector the query vector moves towards before rescoring (0: none).",
+        4,
+        "Best fused results whose similarity to each candidate is added to the query's before rescoring (0: none).",
     )
     semantic_floor: float | None = setting(
         "CHORUS_SEARCH_SEMANTIC_FLOOR",

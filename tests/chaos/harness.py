@@ -32,6 +32,7 @@ from services.ingest import credentials
 from shared import tenants, topics
 from shared.db import create_pool, tenant_transaction
 from shared.kafka import create_consumer
+from shared.records import DeadLetter
 
 KILLABLE = ("ingest", "embed", "cluster")
 # What happens to the stack while the events stream, in order, evenly spread over the stream.
@@ -273,17 +274,19 @@ async def settled(stack: LocalStack, tenant_id: UUID, expected: Expected, within
         await asyncio.sleep(3)
 
 
-async def dead_letters(stack: LocalStack) -> int:
-    consumer = create_consumer(stack.kafka_bootstrap, f"chaos-dlq-{time.time()}", topics.DLQ.full_name())
+async def dead_letters(stack: LocalStack) -> list[DeadLetter]:
+    """Every record on chorus.dlq."""
+    name = topics.DLQ.full_name(stack.common.topic_prefix)
+    consumer = create_consumer(stack.kafka_bootstrap, f"chaos-dlq-{time.time()}", name)
     await consumer.start()
-    count = 0
+    letters: list[DeadLetter] = []
     try:
         for _ in range(6):
             batches = await consumer.getmany(timeout_ms=500)
-            count += sum(len(records) for records in batches.values())
+            letters += [DeadLetter.from_bytes(record.value or b"") for batch in batches.values() for record in batch]
     finally:
         await consumer.stop()
-    return count
+    return letters
 
 
 def summary(lines: list[tuple[str, object]]) -> str:

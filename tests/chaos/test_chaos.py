@@ -1,6 +1,8 @@
 """Exactly once under SIGKILL, restarts and provider faults (`make test` runs 2,000 events; `make
 test-chaos` 20,000). Each run sends the same events, in the same order, to a second tenant with
-nothing disturbed, and its clusters must come out the same."""
+nothing disturbed, and its clusters must come out the same. Under kills and restarts, poison
+records of each kind go straight onto the raw topics too: each is dead-lettered with its reason,
+and nothing else is."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import pytest
 
 from launcher.stack.local import LocalStack
 from launcher.stack.processes import free_port
+from shared.hashing import MAX_DOCUMENT_CHARS
 from tests.chaos.harness import (
     Chaos,
     Sender,
@@ -27,6 +30,7 @@ from tests.chaos.harness import (
     stack_environment,
     summary,
 )
+from tests.chaos.poison import Poisoner, cut_documents, make_poison, unexplained
 from tests.fake_openai import FakeOpenAI
 
 PORTS = ("postgres", "kafka", "kafka_controller", "search", "ingest", "embed", "cluster")
@@ -44,9 +48,14 @@ def _stack(tmp_path: Path, **settings: str) -> LocalStack:
 
 
 def _run(
-    stack: LocalStack, count: int, disturb: Callable[[Sender, threading.Thread], list[tuple[str, object]]]
+    stack: LocalStack,
+    count: int,
+    disturb: Callable[[Sender, threading.Thread], list[tuple[str, object]]],
+    *,
+    poisoned: bool = False,
 ) -> None:
-    """Stream `count` events while `disturb` runs, then check the end state against a clean run."""
+    """Stream `count` events while `disturb` runs (and, `poisoned`, poison records go straight onto
+    the raw topics), then check the end state against a clean run."""
     try:
         stack.up()
         chaotic = asyncio.run(create_tenant(stack, "chaos"))
@@ -55,15 +64,21 @@ def _run(
         ingest = f"http://127.0.0.1:{stack.service_port('ingest')}"
         sender = Sender(ingest, chaotic)
         sending = threading.Thread(target=sender.send_all, args=(events,))
+        prefix = stack.common.topic_prefix
+        poisoner = Poisoner(stack.kafka_bootstrap, prefix, make_poison(chaotic.id) if poisoned else [])
+        poisoning = threading.Thread(target=poisoner.run, args=(sender, count, sending))
         started = time.monotonic()
         sending.start()
+        poisoning.start()
         disturbances = disturb(sender, sending)
         sending.join()
+        poisoning.join()
         sent_seconds = time.monotonic() - started
         found = asyncio.run(settled(stack, chaotic.id, expected, within=600))
         Sender(ingest, clean).send_all(events)
         reference = asyncio.run(settled(stack, clean.id, expected, within=600))
         letters = asyncio.run(dead_letters(stack))
+        cut = asyncio.run(cut_documents(stack.database_url, chaotic.id, poisoner.poison))
     finally:
         stack.down()
     lost, duplicated = _lost_and_duplicated(found, expected)
@@ -75,7 +90,9 @@ def _run(
         ("documents (without a vector)", f"{found.documents} ({found.documents_without_vector})"),
         ("lost", lost), ("duplicated", duplicated), *disturbances,
         ("clusters (this run / clean run)", f"{len(found.clusters)} / {len(reference.clusters)}"),
-        ("dead letters", letters), ("answers 5xx other than 503", len(sender.server_errors)),
+        ("poison records produced (partition)",
+         ", ".join(f"{item.marker} ({partition})" for item, partition in poisoner.sent) or "none"),
+        ("dead letters", len(letters)), ("answers 5xx other than 503", len(sender.server_errors)),
         ("sending took", f"{sent_seconds:.1f} s"),
     ]))  # fmt: skip
     assert sender.accepted == count
@@ -83,7 +100,9 @@ def _run(
     assert found.tavus_callbacks == expected.tavus_callbacks
     assert found.documents_without_vector == 0
     assert found.clusters == reference.clusters
-    assert letters == 0
+    assert len(poisoner.sent) == len(poisoner.poison)
+    assert unexplained(letters, poisoner.poison, prefix) == []
+    assert cut == {item.marker: [MAX_DOCUMENT_CHARS] for item in poisoner.poison if item.reason is None}
     assert sender.server_errors == []
 
 
@@ -110,7 +129,7 @@ def test_every_accepted_event_is_stored_once_through_kills_and_restarts(tmp_path
                 ("restarts, seconds until every service was ready again",
                  ", ".join(f"{part} {seconds:.1f}" for part, seconds in chaos.recoveries.items()))]  # fmt: skip
 
-    _run(stack, EVENTS, disturb)
+    _run(stack, EVENTS, disturb, poisoned=True)
 
 
 def test_a_flapping_provider_delays_the_stream_but_loses_nothing(tmp_path: Path, fake_openai: FakeOpenAI) -> None:

@@ -10,9 +10,9 @@ from collections.abc import Iterator
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
+from launcher.stack.kafka_cluster import KafkaCluster
 from shared.kafka import TopicConfig, create_consumer, create_producer, ensure_topics
 from shared.topics import DOCS
-from tests.deploy.kafka_cluster import KafkaCluster
 
 RECORDS = 600
 
@@ -20,7 +20,7 @@ RECORDS = 600
 @pytest.fixture(scope="module")
 def kafka_cluster(tmp_path_factory: pytest.TempPathFactory, process_watchdog: None) -> Iterator[KafkaCluster]:
     # The watchdog ends the three JVMs if this pytest is killed: their pid files lie in its folder.
-    cluster = KafkaCluster(tmp_path_factory.mktemp("kafka-cluster"))
+    cluster = KafkaCluster.on_free_ports(tmp_path_factory.mktemp("kafka-cluster"))
     try:
         cluster.start()
         yield cluster

@@ -54,6 +54,7 @@ def test_what_a_dependency_does_wrong_is_transient(error: BaseException) -> None
         asyncpg.InvalidTextRepresentationError("invalid input syntax for type uuid"),
         asyncpg.NotNullViolationError("null value in column"),
         asyncpg.ForeignKeyViolationError("violates foreign key constraint"),
+        asyncpg.ProgramLimitExceededError("index row size 2720 exceeds btree version 4 maximum 2704"),
         MessageSizeTooLargeError(),
         RecordTooLargeError(),
     ],

@@ -54,7 +54,7 @@ async def test_a_fresh_database_gets_every_migration(postgres_admin_url: str) ->
                 for row in await connection.fetch(
                     "SELECT am.amname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
                     "JOIN pg_am am ON am.oid = c.relam JOIN pg_class t ON t.oid = i.indrelid "
-                    "WHERE t.relname IN ('documents', 'document_embeddings')"
+                    "WHERE t.relname IN ('documents', 'document_embeddings') OR t.relname LIKE 'document_embeddings_s%'"
                 )
             }
             dimension = await connection.fetchval(

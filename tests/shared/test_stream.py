@@ -11,7 +11,7 @@ import pytest
 from aiokafka import ConsumerRecord, TopicPartition
 
 from shared.errors import InvalidRecord
-from shared.metrics import AGENT_UP
+from shared.metrics import AGENT_UP, CONSUMER_LAG
 from shared.records import DeadLetter, EventEnvelope
 from shared.retry import Backoff
 from shared.stream import Agent, AgentStopped, BatchResult, Incoming, KafkaRecord, Sent, run_agent
@@ -35,6 +35,8 @@ class FakeConsumer:
         self.fetches = fetches
         self.log = log
         self.commits: list[dict[TopicPartition, int]] = []
+        self.ends: dict[TopicPartition, int] = {}  # the partitions' high watermarks, where known
+        self.held: set[TopicPartition] = set()  # what the group gave this consumer
 
     async def start(self) -> None:
         self.log.append("start")
@@ -56,7 +58,10 @@ class FakeConsumer:
         self.log.append("commit " + ",".join(f"{p.partition}:{o}" for p, o in sorted(offsets.items())))
 
     def highwater(self, partition: TopicPartition) -> int | None:
-        return None
+        return self.ends.get(partition)
+
+    def assignment(self) -> set[TopicPartition]:
+        return self.held
 
 
 class FakeProducer:
@@ -312,3 +317,33 @@ async def test_a_batch_that_fails_for_one_bad_record_dead_letters_only_that_reco
     assert sorted(handled) == ["a", "b", "d", "e"]
     assert [(letter.offset, letter.error_class) for letter in producer.dead_letters] == [(2, "DataError")]
     assert consumer.commits == [{TopicPartition(TOPIC, 0): 5}]
+
+
+async def test_the_lag_of_a_partition_moved_to_another_worker_is_no_longer_exported() -> None:
+    log: list[str] = []
+    consumer = FakeConsumer([[record(0, 0, event("a")), record(1, 0, event("b"))]], log)
+    first, second = TopicPartition(TOPIC, 0), TopicPartition(TOPIC, 1)
+    consumer.ends = {first: 4, second: 9}
+    consumer.held = {first, second}
+
+    async def handle(incoming: Incoming[EventEnvelope]) -> Sent:
+        return []
+
+    def lags() -> dict[str, float]:
+        return {
+            sample.labels["partition"]: sample.value
+            for sample in CONSUMER_LAG.collect()[0].samples
+            if sample.labels["service"] == "lagging" and sample.labels["topic"] == TOPIC
+        }
+
+    agent = Agent("lagging_agent", "lagging", "group", RAW_EVENTS, handle=handle, backoff=FAST)
+    task = asyncio.ensure_future(run_agent(agent, "unused", FakeProducer(), consumer_factory=lambda *_: consumer))  # type: ignore[arg-type]
+    async with asyncio.timeout(5):
+        while lags() != {"0": 3, "1": 8}:
+            await asyncio.sleep(0.005)
+        consumer.held = {second}  # a rebalance gave partition 0 to another worker
+        while lags() != {"1": 8}:
+            await asyncio.sleep(0.005)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert lags() == {}  # a stopped agent exports no lag

@@ -35,14 +35,43 @@ def test_json_that_can_be_stored_is_parsed() -> None:
         (b"[-Infinity]", "-Infinity is not a JSON number"),
         (b'{"text": "\xff"}', "not valid UTF-8 (byte 10)"),
         (b'{"text": }', "not valid JSON: Expecting value at line 1 column 10"),
+        (b'{"score": 1e999}', "number too large to store"),
     ],
-    ids=["nul", "nul-in-key", "high-surrogate", "low-surrogate", "nan", "infinity", "minus-infinity", "utf8", "syntax"],
+    ids=[
+        "nul",
+        "nul-in-key",
+        "high-surrogate",
+        "low-surrogate",
+        "nan",
+        "infinity",
+        "minus-infinity",
+        "utf8",
+        "syntax",
+        "overflow",
+    ],
 )
 def test_what_cannot_be_stored_is_a_400_naming_the_problem(data: bytes, reason: str) -> None:
     problem = refusal(data)
     assert problem.status_code == 400
     assert reason in str(problem)
     assert str(problem).startswith("the body ")
+
+
+@pytest.mark.parametrize(
+    ("data", "fields"),
+    [
+        (b'{"message": {"user": {"name": "a\\u0000"}}}', ["message.user.name"]),
+        # The key with a lone surrogate and its value with a NUL: two problems of one field.
+        (b'{"items": [1, {"x": -1e400}], "tags": {"\\ud800": "a\\u0000"}}',
+         ["items.1.x", "tags.\\ud800", "tags.\\ud800"]),
+        (b'"\\u0000"', ["body"]),
+    ],
+    ids=["nested", "several", "root"],
+)  # fmt: skip
+def test_each_field_that_cannot_be_stored_is_named(data: bytes, fields: list[str]) -> None:
+    problem = refusal(data)
+    assert sorted(error.field for error in problem.errors) == sorted(fields)
+    assert f"(field {problem.errors[0].field})" in str(problem)
 
 
 def test_nesting_is_allowed_up_to_the_limit_and_refused_past_it() -> None:

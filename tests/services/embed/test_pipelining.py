@@ -1,0 +1,67 @@
+"""A fetch of several batches: the model works on one while the one before is written, and every
+write is done before the fetch's offsets may be committed."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+import pytest
+from aiokafka import ConsumerRecord
+
+from services.embed.agents import Embedder
+from services.embed.settings import EmbedSettings
+from shared.db import tenant_transaction
+from shared.embedding import create_provider
+from shared.hashing import text_hash
+from shared.kafka import create_producer
+from shared.records import Document, utcnow
+from shared.settings import load
+from shared.stream import Incoming
+from tests.services.conftest import Tenant
+
+pytestmark = pytest.mark.integration
+
+TEXTS = [f"fan question number {number} about the tour" for number in range(23)]
+
+
+async def test_a_fetch_is_written_in_batches_all_done_when_it_returns(
+    service_env: dict[str, str], pool: asyncpg.Pool, tenant: Tenant
+) -> None:
+    settings = load(EmbedSettings, {**service_env, "CHORUS_EMBEDDING_PROVIDER": "hash", "CHORUS_EMBED_BATCH_SIZE": "4"})
+    async with tenant_transaction(pool, tenant.id) as db:
+        rows = await db.fetch(
+            "INSERT INTO documents (tenant_id, source, content_type, doc_key, text, content_hash) "
+            "SELECT $1, 'slack', 'event', 'k' || n, t, h "
+            "FROM unnest($2::text[], $3::bytea[]) WITH ORDINALITY AS u (t, h, n) RETURNING id, text, content_hash",
+            tenant.id, TEXTS, [text_hash(text) for text in TEXTS],
+        )  # fmt: skip
+    received = utcnow()
+    batch = [
+        Incoming(
+            document := Document(document_id=row["id"], tenant_id=tenant.id, source="slack",
+                                 content_type="event", text=row["text"], content_hash=row["content_hash"].hex(),
+                                 received_at=received),
+            ConsumerRecord("chorus.docs", 0, offset, 0, 0, None, document.to_bytes(), None, 0, 0, ()),
+        )
+        for offset, row in enumerate(rows)
+    ]  # fmt: skip
+    producer = create_producer(settings.kafka_bootstrap)
+    await producer.start()
+    provider = create_provider(settings)
+    try:
+        result = await Embedder(settings, pool, producer, provider).embed_documents(batch)
+        # Nothing is left in flight: every batch's vectors are committed when the call returns.
+        async with tenant_transaction(pool, tenant.id) as db:
+            assert await db.fetchval("SELECT count(*) FROM document_embeddings") == len(TEXTS)
+        assert not result.refused
+        announced = await asyncio.gather(*result.sent)
+    finally:
+        await producer.stop()
+        await provider.close()
+    assert len(announced) == len(TEXTS)
+    # Announced in the order of the records, batch after batch: per partition, offsets rise.
+    by_partition: dict[int, list[int]] = {}
+    for metadata in announced:
+        by_partition.setdefault(metadata.partition, []).append(metadata.offset)
+    assert all(offsets == sorted(offsets) for offsets in by_partition.values())

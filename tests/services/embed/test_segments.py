@@ -1,0 +1,237 @@
+"""Vector segments (migration 0013): a vector is found the moment it commits, while segments are
+sealed, indexed and merged; deletes reach every segment; an interrupted build is finished or gone."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from uuid import UUID
+
+import asyncpg
+import numpy as np
+import pytest
+
+from services.embed import store
+from services.embed.segments import SegmentKeeper, SegmentPolicy
+from services.search import queries
+from shared import tenants
+from shared.db import tenant_transaction
+from tests.conftest import Database
+
+MODEL = "test-model"
+DIMENSIONS = 384
+
+
+def _vectors(count: int, seed: int) -> np.ndarray:
+    matrix = np.random.default_rng(seed).standard_normal((count, DIMENSIONS)).astype(np.float32)
+    normed: np.ndarray = matrix / np.linalg.norm(matrix, axis=1, keepdims=True)
+    return normed
+
+
+async def _write(pool: asyncpg.Pool, tenant_id: UUID, vectors: np.ndarray, start: int) -> list[UUID]:
+    """Documents numbered from `start` with these vectors, the way the embed service stores them."""
+    async with tenant_transaction(pool, tenant_id) as db:
+        ids = [
+            await db.fetchval(
+                "INSERT INTO documents (tenant_id, source, content_type, doc_key, text, content_hash) "
+                "VALUES ($1, 'test', 'text', $2, $2, $3) RETURNING id",
+                tenant_id,
+                f"doc-{start + n}",
+                (start + n).to_bytes(4, "big"),
+            )
+            for n in range(len(vectors))
+        ]
+        hashes = [(start + n).to_bytes(4, "big") for n in range(len(vectors))]
+        rows = [(id_, hash_, vector, False) for id_, hash_, vector in zip(ids, hashes, vectors, strict=True)]
+        await store.write_vectors(db, rows, MODEL, DIMENSIONS)
+    return ids
+
+
+async def _nearest(pool: asyncpg.Pool, tenant_id: UUID, vector: np.ndarray, limit: int = 5) -> list[UUID]:
+    async with tenant_transaction(pool, tenant_id, queries.semantic_settings(100)) as db:
+        hits = await queries.semantic(db, vector, MODEL, queries.Filters(), limit, None, queries.ID_ONLY)
+    return [hit.row["id"] for hit in hits]
+
+
+async def _partitions(db: asyncpg.Connection) -> list[tuple[str, str]]:
+    rows = await db.fetch("SELECT name, state FROM chorus_meta.vector_partitions")
+    return [(row["name"], row["state"]) for row in rows]
+
+
+async def _settle(keeper: SegmentKeeper, db: asyncpg.Connection) -> list[str]:
+    done = []
+    while (action := await keeper.step(db)) is not None:
+        done.append(action)
+        if "pending" in action:
+            break
+    return done
+
+
+@pytest.fixture
+async def tenant_id(pool: asyncpg.Pool) -> UUID:
+    return await tenants.create_tenant(pool, "segments")
+
+
+@pytest.fixture
+async def upkeep(database: Database) -> AsyncIterator[asyncpg.Connection]:
+    """A connection of the services' role, as the embed service's keeper has."""
+    connection = await asyncpg.connect(database.url)
+    yield connection
+    await connection.close()
+
+
+async def test_vectors_are_found_as_they_commit_while_segments_are_sealed_indexed_and_merged(
+    pool: asyncpg.Pool, tenant_id: UUID, upkeep: asyncpg.Connection
+) -> None:
+    keeper = SegmentKeeper("unused", SegmentPolicy(seal_rows=150, merge_factor=2))
+    vectors = _vectors(1_200, seed=1)
+    stop = asyncio.Event()
+    actions: list[str] = []
+
+    async def keep() -> None:
+        while not stop.is_set():
+            actions.extend(await _settle(keeper, upkeep))
+            await asyncio.sleep(0.01)
+
+    keeping = asyncio.create_task(keep())
+    ids: list[UUID] = []
+    try:
+        for start in range(0, len(vectors), 64):
+            batch = vectors[start : start + 64]
+            ids += await _write(pool, tenant_id, batch, start)
+            if start == 128:
+                # A redelivered batch: its vectors replace themselves, in whichever segment they are.
+                rows = [(ids[start + n], (start + n).to_bytes(4, "big"), batch[n], False) for n in range(len(batch))]
+                async with tenant_transaction(pool, tenant_id) as db:
+                    await store.write_vectors(db, rows, MODEL, DIMENSIONS)
+                    await store.write_vectors(db, rows, MODEL, DIMENSIONS)
+            # Each vector of the batch is its own nearest neighbour from the commit on.
+            for offset in (0, len(batch) - 1):
+                assert (await _nearest(pool, tenant_id, batch[offset]))[0] == ids[start + offset]
+    finally:
+        stop.set()
+        await keeping
+    actions += await _settle(keeper, upkeep)
+    assert any(action.startswith("sealed") for action in actions)
+    assert any(" from " in action and "," in action for action in actions), "no merge happened"
+    async with tenant_transaction(pool, tenant_id) as db:
+        assert await db.fetchval("SELECT count(*) FROM document_embeddings") == len(vectors)
+        assert await db.fetchval("SELECT count(DISTINCT document_id) FROM document_embeddings") == len(vectors)
+    partitions = await _partitions(upkeep)
+    assert [state for _, state in partitions].count("growing") == 1
+    # Merged in tiers of two: 1,200 rows in partitions of 150 leave at most one per tier.
+    assert len(partitions) <= 6, partitions
+    for number in range(0, len(vectors), 97):
+        assert (await _nearest(pool, tenant_id, vectors[number]))[0] == ids[number]
+
+
+async def test_deletes_and_new_vectors_reach_sealed_segments_also_during_a_build(
+    pool: asyncpg.Pool, tenant_id: UUID, upkeep: asyncpg.Connection
+) -> None:
+    keeper = SegmentKeeper("unused", SegmentPolicy(seal_rows=100, merge_factor=8))
+    vectors = _vectors(300, seed=2)
+    ids = await _write(pool, tenant_id, vectors, 0)
+    assert await keeper.step(upkeep) == "sealed document_embeddings_s2"
+    sealed = [name for name, state in await _partitions(upkeep) if state == "sealed"]
+    built = await upkeep.fetchval("SELECT chorus_vector_build($1::text[], 0::smallint)", sealed)
+    # Between the build's copy and its swap: a document erased, one deleted the way ingest
+    # drops a stale vector, one given a new vector.
+    async with tenant_transaction(pool, tenant_id) as db:
+        await db.execute("DELETE FROM documents WHERE id = $1", ids[0])
+        await db.execute("DELETE FROM document_embeddings WHERE document_id = $1", ids[1])
+        await store.write_vectors(db, [(ids[2], (2).to_bytes(4, "big"), vectors[3], False)], MODEL, DIMENSIONS)
+    await upkeep.execute("SELECT chorus_vector_swap($1)", built)
+    assert (built, "indexed") in await _partitions(upkeep)
+    async with tenant_transaction(pool, tenant_id) as db:
+        counts = await db.fetch("SELECT document_id, count(*) FROM document_embeddings GROUP BY 1")
+    stored = {row[0]: row[1] for row in counts}
+    assert ids[0] not in stored and ids[1] not in stored and stored[ids[2]] == 1
+    assert ids[0] not in await _nearest(pool, tenant_id, vectors[0])
+    assert ids[1] not in await _nearest(pool, tenant_id, vectors[1])
+    assert set((await _nearest(pool, tenant_id, vectors[3]))[:2]) == {ids[2], ids[3]}
+    # A delete after the swap reaches the indexed partition.
+    async with tenant_transaction(pool, tenant_id) as db:
+        assert await db.execute("DELETE FROM document_embeddings WHERE document_id = $1", ids[4]) == "DELETE 1"
+    assert ids[4] not in await _nearest(pool, tenant_id, vectors[4])
+
+
+async def test_a_build_cut_short_leaves_nothing_and_a_finished_one_is_swapped_in_by_the_next_keeper(
+    pool: asyncpg.Pool, tenant_id: UUID, database: Database, upkeep: asyncpg.Connection
+) -> None:
+    keeper = SegmentKeeper("unused", SegmentPolicy(seal_rows=500, merge_factor=8))
+    vectors = _vectors(1_500, seed=3)
+    ids = await _write(pool, tenant_id, vectors, 0)
+    await keeper.step(upkeep)
+    sealed = [name for name, state in await _partitions(upkeep) if state == "sealed"]
+    # A keeper killed in the middle of a build: its rows are copied and indexed, and it waits for
+    # a lock on documents (held here) when its backend is ended.
+    admin = await asyncpg.connect(database.admin_url)
+    doomed = await asyncpg.connect(database.url)
+    try:
+        pid = await doomed.fetchval("SELECT pg_backend_pid()")
+        await admin.execute("BEGIN; LOCK TABLE documents IN SHARE MODE")
+        building = asyncio.create_task(doomed.execute("SELECT chorus_vector_build($1::text[], 0::smallint)", sealed))
+        for _ in range(400):
+            if await admin.fetchval("SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $1", pid):
+                break
+            await asyncio.sleep(0.005)
+        assert await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
+        await admin.execute("ROLLBACK")
+        with pytest.raises((asyncpg.PostgresError, asyncpg.InterfaceError, ConnectionError)):
+            await building
+        leftovers = await admin.fetchval(
+            "SELECT count(*) FROM pg_class WHERE relname LIKE 'document_embeddings_s%' AND relkind = 'r' "
+            "AND relname NOT IN (SELECT name FROM chorus_meta.vector_partitions)"
+        )
+        assert leftovers == 0 and await admin.fetchval("SELECT count(*) FROM chorus_meta.vector_builds") == 0
+    finally:
+        await admin.close()
+        doomed.terminate()
+    # A keeper killed after a build committed and before its swap: the next one swaps it in.
+    built = await upkeep.fetchval("SELECT chorus_vector_build($1::text[], 0::smallint)", sealed)
+    async with tenant_transaction(pool, tenant_id) as db:
+        assert await db.fetchval("SELECT count(*) FROM document_embeddings") == len(vectors)
+    assert await SegmentKeeper("unused", keeper.policy).step(upkeep) == f"swapped in {built}"
+    assert await _settle(keeper, upkeep) == []
+    assert (built, "indexed") in await _partitions(upkeep)
+    assert (await _nearest(pool, tenant_id, vectors[7]))[0] == ids[7]
+
+
+async def test_a_document_with_several_chunks_is_one_hit_naming_its_nearest_chunk(
+    pool: asyncpg.Pool, tenant_id: UUID
+) -> None:
+    vectors = _vectors(3, seed=4)
+    ids = await _write(pool, tenant_id, vectors[:2], 0)
+    async with tenant_transaction(pool, tenant_id) as db:
+        await db.execute(
+            "INSERT INTO document_embeddings (document_id, chunk, tenant_id, model, dimensions, content_hash, "
+            "embedding) SELECT document_id, 1, tenant_id, model, dimensions, content_hash, $2 FROM document_embeddings "
+            "WHERE document_id = $1",
+            ids[0],
+            vectors[2],
+        )
+    async with tenant_transaction(pool, tenant_id, queries.semantic_settings(40)) as db:
+        hits = await queries.semantic(db, vectors[2], MODEL, queries.Filters(), 10, None, queries.ID_ONLY)
+    assert [(hit.row["id"], hit.row["chunk"]) for hit in hits] == [(ids[0], 1), (ids[1], 0)]
+    assert hits[0].semantic_score == pytest.approx(1.0, abs=1e-5)
+
+
+async def test_one_keeper_of_several_leads_and_keeps_the_segments_in_the_background(
+    pool: asyncpg.Pool, tenant_id: UUID, database: Database, upkeep: asyncpg.Connection
+) -> None:
+    policy = SegmentPolicy(seal_rows=100, merge_factor=8)
+    leader, other = SegmentKeeper(database.url, policy), SegmentKeeper(database.url, policy)
+    running = asyncio.create_task(leader.run(0.05))
+    try:
+        await _write(pool, tenant_id, _vectors(150, seed=5), 0)
+        for _ in range(200):
+            if [state for _, state in await _partitions(upkeep)].count("indexed") == 2:
+                break
+            await asyncio.sleep(0.05)
+        assert await other._lead() is False
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        other.release()
+    states = dict(await _partitions(upkeep))
+    assert sorted(states.values()) == ["growing", "indexed", "indexed"], states
