@@ -199,7 +199,8 @@ async def _writes(corpus: Corpus, writers: int, keep: bool) -> float:
                 return
             end = min(start + BATCH, (number + 1) * share)
             rows = [
-                (corpus.extra[n], corpus.extra_hashes[n], corpus.extra_vectors[n], False) for n in range(start, end)
+                store.VectorRow(corpus.extra[n], 0, corpus.extra_hashes[n], corpus.extra_vectors[n], False)
+                for n in range(start, end)
             ]
             async with tenant_transaction(corpus.pool, corpus.tenant_id) as db:
                 await store.write_vectors(db, rows, MODEL, DIMENSIONS)

@@ -163,10 +163,13 @@ async def _consume(agent: Agent[Any], consumer: Consumer, producer: AIOKafkaProd
             await asyncio.gather(*sent)
             # Committed only now: every record up to here is durably processed or dead-lettered.
             await consumer.commit({partition: taken[-1].offset + 1 for partition, taken in batches.items() if taken})
+            # A rebalance may have moved a partition away during the work: its new holder exports its lag.
+            held = consumer.assignment()
             for partition, taken in batches.items():
                 if taken:
                     RECORDS_PROCESSED.labels(agent.service, partition.topic).inc(len(taken))
-                    _record_lag(agent, consumer.highwater(partition), taken[-1].offset + 1, partition)
+                    if partition in held:
+                        _record_lag(agent, consumer.highwater(partition), taken[-1].offset + 1, partition)
     finally:
         _forget_lag(agent, set())
         await consumer.stop()

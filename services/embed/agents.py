@@ -29,7 +29,8 @@ from services.embed.metrics import (
 from services.embed.settings import EmbedSettings
 from shared import topics
 from shared.db import set_tenant, tenant_transaction
-from shared.embedding import EmbeddingProvider, ProviderError
+from shared.embedding import Embedding, EmbeddingProvider, ProviderError
+from shared.embedding.chunks import document_vector, embed_passages, passage_spans
 from shared.records import Document, DocumentFields, EmbeddedDocument, utcnow
 from shared.retry import Backoff
 from shared.stream import Agent, BatchResult, Incoming, KafkaRecord
@@ -49,9 +50,15 @@ class ProviderGaveUp(Exception):
 class _Item:
     record: KafkaRecord
     document: Document
-    vector: np.ndarray | None = None
-    truncated: bool = False
+    embeddings: list[Embedding] | None = None  # one per passage of the text (shared/embedding/chunks.py)
     already_stored: bool = False
+
+    @property
+    def vector(self) -> np.ndarray | None:
+        """The whole document's vector, announced to the cluster service."""
+        if self.embeddings is None:
+            return None
+        return document_vector([embedding.vector for embedding in self.embeddings])
 
 
 class Embedder:
@@ -115,9 +122,9 @@ class Embedder:
             await self._compute_missing(live)
         except ProviderGaveUp as error:
             for item in live:
-                if item.vector is None:
+                if item.embeddings is None:
                     result.refused.append((item.record, error))
-            live = [item for item in live if item.vector is not None]
+            live = [item for item in live if item.embeddings is not None]
         return live
 
     async def _write_and_announce(
@@ -152,29 +159,27 @@ class Embedder:
             async with tenant_transaction(self.pool, tenant_id) as db:
                 stored = await store.stored_vectors(db, self.provider.model, hashes)
             for item in tenant_items:
-                vector = stored.get(bytes.fromhex(item.document.content_hash))
-                if vector is not None:
-                    item.vector = vector
+                embeddings = stored.get(bytes.fromhex(item.document.content_hash))
+                if embeddings is not None and len(embeddings) == len(passage_spans(item.document.text)):
+                    item.embeddings = embeddings
                     CACHE_HITS.labels(self.provider.model).inc()
 
     async def _compute_missing(self, items: list[_Item]) -> None:
+        """Embed each text not embedded yet once, passage by passage, for all the items that carry it."""
         missing: dict[str, list[_Item]] = defaultdict(list)
         for item in items:
-            if item.vector is None:
+            if item.embeddings is None:
                 missing[item.document.content_hash].append(item)
         if not missing:
             return
         texts = [group[0].document.text for group in missing.values()]
-        for start in range(0, len(texts), self.provider.max_batch):
-            chunk = texts[start : start + self.provider.max_batch]
-            embeddings = await self._call_provider(chunk)
-            groups = list(missing.values())[start : start + len(chunk)]
-            for group, embedding in zip(groups, embeddings, strict=True):
-                for item in group:
-                    item.vector, item.truncated = embedding.vector, embedding.truncated
-                CACHE_HITS.labels(self.provider.model).inc(len(group) - 1)
+        embedded = await embed_passages(texts, self._call_provider, self.provider.max_batch)
+        for group, embeddings in zip(missing.values(), embedded, strict=True):
+            for item in group:
+                item.embeddings = embeddings
+            CACHE_HITS.labels(self.provider.model).inc(len(group) - 1)
 
-    async def _call_provider(self, texts: list[str]) -> list[Any]:
+    async def _call_provider(self, texts: list[str]) -> list[Embedding]:
         model = self.provider.model
         backoff = Backoff(first=self.settings.backoff_seconds, cap=self.settings.backoff_cap_seconds)
         for attempt in range(1, self.settings.max_attempts + 1):
@@ -199,34 +204,33 @@ class Embedder:
 
     async def _write(self, items: list[_Item]) -> None:
         """Every vector of the batch in one transaction: a crash leaves all of them or none."""
-        to_write = [item for item in items if not item.already_stored and item.vector is not None]
+        to_write = [item for item in items if not item.already_stored and item.embeddings is not None]
         if not to_write:
             return
         started = time.perf_counter()
+        written = 0
         async with self.pool.acquire() as db, db.transaction():
             for tenant_id, tenant_items in _by_tenant(to_write).items():
                 await set_tenant(db, tenant_id)
-                await store.write_vectors(
-                    db,
-                    # A document may come twice in one batch (a redelivery); one row each.
-                    list({item.document.document_id: _row(item) for item in tenant_items}.values()),
-                    self.provider.model,
-                    self.provider.dimensions,
-                )
+                # A document may come twice in one batch (a redelivery); its rows once.
+                rows = [row for item in {item.document.document_id: item for item in tenant_items}.values()
+                        for row in _rows(item)]  # fmt: skip
+                await store.write_vectors(db, rows, self.provider.model, self.provider.dimensions)
+                written += len(rows)
         DB_WRITE_SECONDS.observe(time.perf_counter() - started)
-        ROWS_WRITTEN.labels(self.provider.model).inc(len(to_write))
+        ROWS_WRITTEN.labels(self.provider.model).inc(written)
 
     async def _announce(self, items: list[_Item]) -> list[asyncio.Future[Any]]:
         acknowledgements = []
         now = utcnow()
         for item in items:
-            document = item.document
+            document, vector = item.document, item.vector
             if document.action == "upsert":
                 FRESHNESS.labels(document.source).observe(max((now - document.received_at).total_seconds(), 0.0))
             embedded = EmbeddedDocument(
                 **document.model_dump(include=set(DocumentFields.model_fields)),
-                model=self.provider.model if item.vector is not None else None,
-                vector_b64=EmbeddedDocument.encode_vector(item.vector) if item.vector is not None else None,
+                model=self.provider.model if vector is not None else None,
+                vector_b64=EmbeddedDocument.encode_vector(vector) if vector is not None else None,
             )
             acknowledgements.append(
                 await topics.EMBEDDED.send(self.producer, self.prefix, embedded, document.correlation_id)
@@ -234,9 +238,9 @@ class Embedder:
         return acknowledgements
 
 
-def _row(item: _Item) -> tuple[UUID, bytes, np.ndarray, bool]:
-    assert item.vector is not None, "only embedded items are written"
-    return item.document.document_id, bytes.fromhex(item.document.content_hash), item.vector, item.truncated
+def _rows(item: _Item) -> list[store.VectorRow]:
+    assert item.embeddings is not None, "only embedded items are written"
+    return store.vector_rows(item.document.document_id, bytes.fromhex(item.document.content_hash), item.embeddings)
 
 
 def _by_tenant(items: list[_Item]) -> dict[UUID, list[_Item]]:

@@ -13,9 +13,10 @@ from uuid import UUID
 
 import asyncpg
 
-from services.embed.store import write_vectors
+from services.embed.store import vector_rows, write_vectors
 from shared.db import tenant_transaction
 from shared.embedding import EmbeddingProvider
+from shared.embedding.chunks import embed_passages
 
 
 @dataclass
@@ -56,15 +57,11 @@ async def reembed(
                 )  # fmt: skip
             if not rows:
                 break
-            embeddings = await provider.embed([row["text"] for row in rows])
+            embedded = await embed_passages([row["text"] for row in rows], provider.embed, provider.max_batch)
+            vectors = [vector for row, embeddings in zip(rows, embedded, strict=True)
+                       for vector in vector_rows(row["id"], bytes(row["content_hash"]), embeddings)]  # fmt: skip
             async with tenant_transaction(pool, tenant_id) as db:
-                await write_vectors(
-                    db,
-                    [(row["id"], bytes(row["content_hash"]), embedding.vector, embedding.truncated)
-                     for row, embedding in zip(rows, embeddings, strict=True)],
-                    provider.model,
-                    provider.dimensions,
-                )  # fmt: skip
+                await write_vectors(db, vectors, provider.model, provider.dimensions)
             after = rows[-1]["id"]
             position[str(tenant_id)] = str(after)
             await asyncio.to_thread(_save, position_file, position)

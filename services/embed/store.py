@@ -2,13 +2,35 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Sequence
+from typing import NamedTuple
 from uuid import UUID
 
 import asyncpg
 import numpy as np
 from asyncpg import Connection
 from pgvector import Vector
+
+from shared.embedding import Embedding
+
+
+class VectorRow(NamedTuple):
+    """One passage's vector of a document's text (shared/embedding/chunks.py); chunk 0 for a short text."""
+
+    document_id: UUID
+    chunk: int
+    content_hash: bytes
+    vector: np.ndarray
+    truncated: bool
+
+
+def vector_rows(document_id: UUID, content_hash: bytes, embeddings: Sequence[Embedding]) -> list[VectorRow]:
+    """The rows of one document: its passages' embeddings, numbered in order."""
+    return [
+        VectorRow(document_id, chunk, content_hash, embedding.vector, embedding.truncated)
+        for chunk, embedding in enumerate(embeddings)
+    ]
 
 
 async def vector_column_dimensions(pool: asyncpg.Pool) -> int:
@@ -30,23 +52,27 @@ async def current_documents(db: Connection, document_ids: Sequence[UUID]) -> lis
     return rows
 
 
-async def stored_vectors(db: Connection, model: str, content_hashes: Sequence[bytes]) -> dict[bytes, np.ndarray]:
-    """Vectors this tenant already has for these texts from `model`: the same text is embedded once."""
+async def stored_vectors(db: Connection, model: str, content_hashes: Sequence[bytes]) -> dict[bytes, list[Embedding]]:
+    """Vectors this tenant already has for these texts from `model`, each text's passages in
+    order: the same text is embedded once. One document's rows of a text answer for it."""
     rows = await db.fetch(
-        "SELECT DISTINCT ON (content_hash) content_hash, embedding FROM document_embeddings "
-        "WHERE model = $1 AND content_hash = ANY($2::bytea[])",
+        "SELECT DISTINCT ON (content_hash, chunk) content_hash, chunk, embedding, truncated FROM document_embeddings "
+        "WHERE model = $1 AND content_hash = ANY($2::bytea[]) ORDER BY content_hash, chunk, document_id",
         model,
         list(content_hashes),
     )
-    return {bytes(row["content_hash"]): row["embedding"].to_numpy().astype(np.float32) for row in rows}
+    stored: dict[bytes, list[Embedding]] = defaultdict(list)
+    for row in rows:
+        passages = stored[bytes(row["content_hash"])]
+        if row["chunk"] == len(passages):  # passages in order, none missing
+            passages.append(Embedding(row["embedding"].to_numpy().astype(np.float32), row["truncated"]))
+    return dict(stored)
 
 
-async def write_vectors(
-    db: Connection, rows: Sequence[tuple[UUID, bytes, np.ndarray, bool]], model: str, dimensions: int
-) -> None:
-    """Store each vector for its document in place of the document's older ones, unless the
-    document's text changed meanwhile (then only the older ones go); in the open transaction,
-    whose tenant is set.
+async def write_vectors(db: Connection, rows: Sequence[VectorRow], model: str, dimensions: int) -> None:
+    """Store the vectors of each document (one per passage) in place of the document's older
+    ones, unless the document's text changed meanwhile (then only the older ones go); in the open
+    transaction, whose tenant is set. A document's rows all come in the same call.
 
     The batch travels by COPY into a temporary table (Postgres refuses COPY FROM into a table
     under row-level security) and goes on in one round trip that joins it to its documents. New
@@ -54,11 +80,15 @@ async def write_vectors(
     no graph maintenance. An older vector may be in any segment; the delete reaches them all.
     """
     await db.execute(
-        "CREATE TEMP TABLE IF NOT EXISTS embed_batch (document_id uuid, content_hash bytea, embedding vector, "
-        "truncated boolean, model text, dimensions integer) ON COMMIT DELETE ROWS"
+        "CREATE TEMP TABLE IF NOT EXISTS embed_batch (document_id uuid, chunk smallint, content_hash bytea, "
+        "embedding vector, truncated boolean, model text, dimensions integer) ON COMMIT DELETE ROWS"
     )
     await db.copy_records_to_table(
-        "embed_batch", records=[(row[0], row[1], Vector(row[2]), row[3], model, dimensions) for row in rows]
+        "embed_batch",
+        records=[
+            (row.document_id, row.chunk, row.content_hash, Vector(row.vector), row.truncated, model, dimensions)
+            for row in rows
+        ],
     )
     # One round trip. The batch's ids go to the statements as an array (ANY(ARRAY(...))), which
     # Postgres looks up by primary key in documents and in every segment, whatever it guesses of
@@ -69,8 +99,9 @@ async def write_vectors(
     await db.execute(
         """
         DELETE FROM document_embeddings WHERE document_id = ANY (ARRAY(SELECT document_id FROM embed_batch));
-        INSERT INTO document_embeddings (document_id, tenant_id, model, dimensions, content_hash, truncated, embedding)
-        SELECT d.id, d.tenant_id, b.model, b.dimensions, d.content_hash, b.truncated, b.embedding
+        INSERT INTO document_embeddings (document_id, chunk, tenant_id, model, dimensions, content_hash, truncated,
+                                         embedding)
+        SELECT d.id, b.chunk, d.tenant_id, b.model, b.dimensions, d.content_hash, b.truncated, b.embedding
         FROM documents d JOIN embed_batch b ON b.document_id = d.id AND b.content_hash = d.content_hash
         WHERE d.id = ANY (ARRAY(SELECT document_id FROM embed_batch));
         DELETE FROM embed_batch;

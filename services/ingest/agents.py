@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import logging
 from collections import Counter, defaultdict
+from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
 
 from services.ingest import batch_store, store
-from services.ingest.events import VCON_SOURCE, documents_of, event_content_hash, vcon_tenant
+from services.ingest.event_batches import FetchedEvent, store_events
+from services.ingest.events import VCON_SOURCE, documents_of, vcon_tenant
 from services.ingest.metrics import DOCUMENTS_EMITTED, DUPLICATES, IGNORED_EVENTS, STALE_UPDATES
 from services.ingest.new_messages import Emission, message_document, store_new_messages
 from services.ingest.records import RawStreamChatDelivery, RawTavusDelivery
@@ -21,18 +23,22 @@ from services.ingest.tavus import SPOKEN_ROLES, Callback, parse_callback
 from services.ingest.tombstones import Delivery, erased, erased_each
 from services.ingest.topics import RAW_STREAMCHAT, RAW_TAVUS
 from shared import topics
-from shared.db import tenant_transaction
+from shared.db import set_tenant, tenant_transaction
 from shared.errors import InvalidRecord
 from shared.hashing import normalize_text, text_hash
 from shared.records import Document, EventEnvelope, utcnow
 from shared.stream import Agent, BatchResult, Incoming, Sent
 from shared.tenants import resolve_tenant
-from shared.tombstones import Kind, event_value
+from shared.tombstones import Kind
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 # Webhooks stored in one transaction: a burst to one creator shares a partition.
 STREAMCHAT_BATCH = 500
+# Raw events stored in one transaction: a bulk publish or a burst of the events API.
+EVENTS_BATCH = 500
 
 
 class Normalizer:
@@ -48,9 +54,9 @@ class Normalizer:
         return [
             Agent("normalize_streamchat", "ingest", "chorus-ingest-streamchat", RAW_STREAMCHAT,
                   handle_batch=self.normalize_streamchat, max_batch=STREAMCHAT_BATCH),
-            Agent("normalize_tavus", "ingest", "chorus-ingest-tavus", RAW_TAVUS, handle=self.normalize_tavus),
+            Agent("normalize_tavus", "ingest", "chorus-ingest-tavus", RAW_TAVUS, handle_batch=self.normalize_tavus),
             Agent("normalize_events", "ingest", "chorus-ingest-events", topics.RAW_EVENTS,
-                  handle=self.normalize_events),
+                  handle_batch=self.normalize_events, max_batch=EVENTS_BATCH),
         ]  # fmt: skip
 
     # StreamChat
@@ -172,25 +178,48 @@ class Normalizer:
 
     # Tavus
 
-    async def normalize_tavus(self, incoming: Incoming[RawTavusDelivery]) -> Sent:
-        delivery = incoming.value
-        callback = parse_callback(delivery.body)
-        tenant_id = delivery.tenant_id
-        async with tenant_transaction(self.pool, tenant_id) as db:
-            conversation: list[tuple[Kind, str]] = [("conversation", callback.conversation_id)]
-            if await erased(db, tenant_id, "tavus", conversation, delivery.body, delivery.received_at):
-                return []
-            fresh = await store.record_tavus_event(
-                db, tenant_id, callback.event_hash, callback.conversation_id, callback.event_type, delivery.body
-            )
-            if fresh:
-                emissions = await self._apply_callback(db, tenant_id, callback)
-            else:
-                DUPLICATES.labels("tavus", "event_hash").inc()
-                # Stored before, but the process may have stopped before handing the documents on.
-                documents = await store.conversation_documents(db, tenant_id, callback.conversation_id)
-                emissions = [Emission(row) for row in await store.pending_documents(db, documents)]
-        return await self._emit(emissions, delivery.received_at, delivery.correlation_id)
+    async def normalize_tavus(self, batch: list[Incoming[RawTavusDelivery]]) -> BatchResult:
+        """Store a fetch of callbacks in one transaction, then hand their documents on in the order
+        of the records. Callbacks are few: each is stored with its own statements, in turn.
+
+        A callback that does not parse is refused alone; one that fails while it is stored (a bad
+        transcript, a value Postgres refuses) fails the fetch, which the agent loop then splits.
+        """
+        result = BatchResult()
+        tenants: dict[UUID, list[tuple[int, tuple[RawTavusDelivery, Callback]]]] = defaultdict(list)
+        for position, incoming in enumerate(batch):
+            try:
+                callback = parse_callback(incoming.value.body)
+            except InvalidRecord as error:
+                result.refused.append((incoming.message, error))
+                continue
+            tenants[incoming.value.tenant_id].append((position, (incoming.value, callback)))
+        emissions = await self._store_by_tenant(tenants, self._store_callbacks)
+        for position, emitted in sorted(emissions.items()):
+            delivery = batch[position].value
+            result.sent += await self._emit(emitted, delivery.received_at, delivery.correlation_id)
+        return result
+
+    async def _store_callbacks(
+        self, db: asyncpg.Connection, tenant_id: UUID, callbacks: list[tuple[RawTavusDelivery, Callback]]
+    ) -> list[list[Emission]]:
+        return [await self._store_callback(db, tenant_id, delivery, callback) for delivery, callback in callbacks]
+
+    async def _store_callback(
+        self, db: asyncpg.Connection, tenant_id: UUID, delivery: RawTavusDelivery, callback: Callback
+    ) -> list[Emission]:
+        conversation: list[tuple[Kind, str]] = [("conversation", callback.conversation_id)]
+        if await erased(db, tenant_id, "tavus", conversation, delivery.body, delivery.received_at):
+            return []
+        fresh = await store.record_tavus_event(
+            db, tenant_id, callback.event_hash, callback.conversation_id, callback.event_type, delivery.body
+        )
+        if fresh:
+            return await self._apply_callback(db, tenant_id, callback)
+        DUPLICATES.labels("tavus", "event_hash").inc()
+        # Stored before, but the process may have stopped before handing the documents on.
+        documents = await store.conversation_documents(db, tenant_id, callback.conversation_id)
+        return [Emission(row) for row in await store.pending_documents(db, documents)]
 
     async def _apply_callback(self, db: asyncpg.Connection, tenant_id: UUID, callback: Callback) -> list[Emission]:
         conversation = callback.conversation_id
@@ -264,44 +293,29 @@ class Normalizer:
 
     # Raw events and vCon
 
-    async def normalize_events(self, incoming: Incoming[EventEnvelope]) -> Sent:
-        envelope = incoming.value
-        tenant_id = await self._tenant_of(envelope, incoming.headers)
-        drafts = documents_of(envelope)
-        async with tenant_transaction(self.pool, tenant_id) as db:
-            event: list[tuple[Kind, str]] = [("event", event_value(envelope.source, envelope.external_id))]
-            payload = (envelope.payload, envelope.tags, envelope.metadata)
-            if await erased(db, tenant_id, "events", event, payload, envelope.received_at or utcnow()):
-                return []
-            raw_id, outcome = await store.upsert_raw_event(
-                db, tenant_id, envelope.source, envelope.event_type, envelope.external_id, envelope.occurred_at,
-                event_content_hash(envelope), envelope.payload, envelope.tags, envelope.metadata,
-            )  # fmt: skip
-            if outcome == "duplicate":
-                DUPLICATES.labels(envelope.source, "external_id").inc()
-                pending = await store.pending_documents(db, await store.referenced_documents(db, raw_id))
-                emissions = [Emission(row) for row in pending]
-            else:
-                emissions, document_ids = [], []
-                for draft in drafts:
-                    content_hash = text_hash(draft.text)
-                    document, changed = await store.upsert_document(
-                        db,
-                        store.NewDocument(
-                            tenant_id=tenant_id, source=envelope.source, content_type=draft.content_type,
-                            doc_key=content_hash.hex(), text=draft.text, content_hash=content_hash,
-                            content_ref=draft.content_ref, external_id=envelope.external_id,
-                            tags=draft.tags, metadata={**envelope.metadata, **draft.metadata},
-                            occurred_at=envelope.occurred_at,
-                        ),
-                    )  # fmt: skip
-                    document_ids.append(document.id)
-                    if changed:
-                        emissions.append(Emission(document))
-                    else:
-                        DUPLICATES.labels(envelope.source, "content_hash").inc()
-                await store.replace_references(db, tenant_id, raw_id, document_ids)
-        return await self._emit(emissions, envelope.received_at or utcnow(), envelope.correlation_id)
+    async def normalize_events(self, batch: list[Incoming[EventEnvelope]]) -> BatchResult:
+        """Store a fetch of raw events in one transaction, a tenant at a time, then hand their
+        documents on in the order of the records.
+
+        A record that names no known tenant or yields no valid documents is refused alone; one
+        that Postgres refuses fails the fetch, which the agent loop then splits to find it.
+        """
+        result = BatchResult()
+        tenants: dict[UUID, list[tuple[int, FetchedEvent]]] = defaultdict(list)
+        for position, incoming in enumerate(batch):
+            envelope = incoming.value
+            try:
+                tenant_id = await self._tenant_of(envelope, incoming.headers)
+                event = FetchedEvent(envelope, documents_of(envelope))
+            except InvalidRecord as error:
+                result.refused.append((incoming.message, error))
+                continue
+            tenants[tenant_id].append((position, event))
+        emissions = await self._store_by_tenant(tenants, store_events)
+        for position, emitted in sorted(emissions.items()):
+            envelope = batch[position].value
+            result.sent += await self._emit(emitted, envelope.received_at or utcnow(), envelope.correlation_id)
+        return result
 
     async def _tenant_of(self, envelope: EventEnvelope, headers: dict[str, bytes]) -> UUID:
         header = headers.get("tenant_id")
@@ -316,6 +330,26 @@ class Normalizer:
                 raise InvalidRecord(f"no tenant is named or has the id {named[:128]!r}")
             self._tenants[named] = tenant_id
         return self._tenants[named]
+
+    # Fetches
+
+    async def _store_by_tenant(
+        self,
+        tenants: dict[UUID, list[tuple[int, T]]],
+        store_records: Callable[[asyncpg.Connection, UUID, list[T]], Awaitable[list[list[Emission]]]],
+    ) -> dict[int, list[Emission]]:
+        """Store each tenant's records (with their positions in the fetch) in one transaction,
+        scoped to each tenant in turn: the emissions of each record by its position."""
+        emissions: dict[int, list[Emission]] = {}
+        if not tenants:
+            return emissions
+        async with tenant_transaction(self.pool, next(iter(tenants))) as db:
+            for number, (tenant_id, records) in enumerate(tenants.items()):
+                if number:
+                    await set_tenant(db, tenant_id)
+                stored = await store_records(db, tenant_id, [record for _, record in records])
+                emissions.update(zip([position for position, _ in records], stored, strict=True))
+        return emissions
 
     # Output
 

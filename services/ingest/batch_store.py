@@ -13,6 +13,7 @@ from asyncpg import Connection
 
 from services.ingest.store import DOCUMENT_COLUMNS, UPSERT_DOCUMENT, DocumentRow, NewDocument
 from services.ingest.streamchat import MessageEvent
+from shared.records import EventEnvelope
 
 
 async def record_streamchat_deliveries(
@@ -118,6 +119,85 @@ async def upsert_documents(db: Connection, docs: Sequence[NewDocument]) -> list[
     return [
         (_document_row(changed[key]), True) if key in changed else (_document_row(kept[key]), False) for key in keys
     ]
+
+
+# Raw events
+
+
+async def upsert_raw_events(
+    db: Connection, tenant_id: UUID, events: Sequence[tuple[EventEnvelope, bytes]]
+) -> list[tuple[UUID, str]]:
+    """Store events (each with its content hash; no event id twice): the id of each, in order, and
+    'new', 'changed' (same id, new content) or 'duplicate'."""
+    envelopes = [envelope for envelope, _ in events]
+    rows = await db.fetch(
+        """
+        INSERT INTO raw_events (tenant_id, source, event_type, external_id, occurred_at, content_hash, payload,
+                                tags, metadata, status)
+        SELECT $1, u.source, u.event_type, u.external_id, u.occurred_at, u.content_hash, u.payload::jsonb,
+               u.tags::jsonb, u.metadata::jsonb, 'processed'
+        FROM unnest($2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::bytea[], $7::text[], $8::text[],
+                    $9::text[])
+            AS u (source, event_type, external_id, occurred_at, content_hash, payload, tags, metadata)
+        ON CONFLICT (tenant_id, source, external_id) DO UPDATE
+            SET event_type = excluded.event_type, occurred_at = excluded.occurred_at,
+                content_hash = excluded.content_hash, payload = excluded.payload, tags = excluded.tags,
+                metadata = excluded.metadata, received_at = now()
+            WHERE raw_events.content_hash <> excluded.content_hash
+        RETURNING id, source, external_id, (xmax = 0) AS inserted
+        """,
+        tenant_id, [envelope.source for envelope in envelopes], [envelope.event_type for envelope in envelopes],
+        [envelope.external_id for envelope in envelopes], [envelope.occurred_at for envelope in envelopes],
+        [content_hash for _, content_hash in events], [_json(envelope.payload) for envelope in envelopes],
+        [_json(envelope.tags) for envelope in envelopes], [_json(envelope.metadata) for envelope in envelopes],
+    )  # fmt: skip
+    stored = {(row["source"], row["external_id"]): (row["id"], "new" if row["inserted"] else "changed") for row in rows}
+    if len(stored) < len(events):
+        unchanged = [envelope for envelope in envelopes if (envelope.source, envelope.external_id) not in stored]
+        found = await db.fetch(
+            "SELECT r.id, r.source, r.external_id FROM raw_events r "
+            "JOIN unnest($2::text[], $3::text[]) AS u (source, external_id) "
+            "ON r.source = u.source AND r.external_id = u.external_id WHERE r.tenant_id = $1",
+            tenant_id, [envelope.source for envelope in unchanged], [envelope.external_id for envelope in unchanged],
+        )  # fmt: skip
+        stored |= {(row["source"], row["external_id"]): (row["id"], "duplicate") for row in found}
+    return [stored[(envelope.source, envelope.external_id)] for envelope in envelopes]
+
+
+async def referenced_documents(db: Connection, raw_event_ids: Sequence[UUID]) -> dict[UUID, list[UUID]]:
+    """The documents each of `raw_event_ids` references (events that reference none are left out)."""
+    rows = await db.fetch(
+        "SELECT raw_event_id, document_id FROM document_references WHERE raw_event_id = ANY($1::uuid[])",
+        list(raw_event_ids),
+    )
+    references: dict[UUID, list[UUID]] = {}
+    for row in rows:
+        references.setdefault(row["raw_event_id"], []).append(row["document_id"])
+    return references
+
+
+async def replace_references(db: Connection, tenant_id: UUID, references: dict[UUID, list[UUID]]) -> None:
+    """Point each event at exactly its documents; documents no event references any more are deleted."""
+    pairs = [(raw_event_id, document_id) for raw_event_id, documents in references.items() for document_id in documents]
+    events, documents = [event for event, _ in pairs], [document for _, document in pairs]
+    dropped = await db.fetch(
+        "DELETE FROM document_references r WHERE r.raw_event_id = ANY($1::uuid[]) AND NOT EXISTS ("
+        "SELECT FROM unnest($2::uuid[], $3::uuid[]) AS k (raw_event_id, document_id) "
+        "WHERE k.raw_event_id = r.raw_event_id AND k.document_id = r.document_id) RETURNING document_id",
+        list(references), events, documents,
+    )  # fmt: skip
+    await db.execute(
+        "INSERT INTO document_references (tenant_id, document_id, raw_event_id) "
+        "SELECT $1, document_id, raw_event_id FROM unnest($2::uuid[], $3::uuid[]) AS k (document_id, raw_event_id) "
+        "ON CONFLICT DO NOTHING",
+        tenant_id, documents, events,
+    )  # fmt: skip
+    if dropped:
+        await db.execute(
+            "UPDATE documents d SET deleted_at = now() WHERE d.id = ANY($1::uuid[]) "
+            "AND NOT EXISTS (SELECT FROM document_references r WHERE r.document_id = d.id)",
+            [row["document_id"] for row in dropped],
+        )
 
 
 def _document_row(row: asyncpg.Record) -> DocumentRow:

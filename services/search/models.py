@@ -141,6 +141,9 @@ class Explanation(BaseModel):
     keyword_rank: int | None
     keyword_score: float | None
     score: float
+    chunk: int | None = Field(
+        None, description="The passage of a long text the semantic list found nearest, from 0 (its snippet)"
+    )
 
 
 class SearchResult(BaseModel):

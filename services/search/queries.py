@@ -17,6 +17,8 @@ from uuid import UUID
 import asyncpg
 import numpy as np
 
+from shared.embedding.chunks import passage_spans
+
 # Columns every result carries.
 RESULT_COLUMNS = (
     "d.id, d.source, d.content_type, d.content_ref, d.external_id, d.text, d.tags, d.metadata, d.created_at"
@@ -95,6 +97,8 @@ class Hit:
     by_trigrams: bool = False  # a keyword hit found by trigram similarity, not full text
     semantic_rank: int | None = None  # places in the fused lists, from 1 (`explain`)
     keyword_rank: int | None = None
+    chunk: int | None = None  # the passage the semantic list found nearest (shared/embedding/chunks.py)
+    snippet: str | None = None  # with `with_snippets`: the passage shown, matches between _START and _STOP
 
     @property
     def rank_key(self) -> tuple[float, str]:
@@ -153,7 +157,7 @@ async def semantic(
         limit,
         *values,
     )
-    hits = [Hit(row, semantic_score=1.0 - float(row["distance"])) for row in rows]
+    hits = [Hit(row, semantic_score=1.0 - float(row["distance"]), chunk=row["chunk"]) for row in rows]
     if threshold is not None:
         hits = [hit for hit in hits if (hit.semantic_score or 0.0) >= threshold]
     for hit in hits:
@@ -229,17 +233,27 @@ def fuse(
     fused: dict[UUID, Hit] = {}
     for hits, name, weight in ((semantic_hits, "semantic", 1.0), (keyword_hits, "keyword", keyword_weight)):
         for rank, hit in enumerate(hits, start=1):
-            entry = fused.setdefault(hit.row["id"], Hit(hit.row))
-            setattr(entry, f"{name}_score", getattr(hit, f"{name}_score"))
-            setattr(entry, f"{name}_rank", rank)
-            entry.score += weight / (k + rank)
+            fused_entry(fused, hit, name, rank).score += weight / (k + rank)
     return sorted(fused.values(), key=lambda hit: hit.rank_key)[:limit]
+
+
+def fused_entry(fused: dict[UUID, Hit], hit: Hit, name: str, rank: int) -> Hit:
+    """The entry of `hit`'s document in `fused`, given list `name`'s rank and score of it (and
+    the semantic list's nearest passage); made on the document's first list."""
+    entry = fused.setdefault(hit.row["id"], Hit(hit.row))
+    setattr(entry, f"{name}_score", getattr(hit, f"{name}_score"))
+    setattr(entry, f"{name}_rank", rank)
+    if hit.chunk is not None:
+        entry.chunk = hit.chunk
+    return entry
 
 
 async def with_snippets(db: asyncpg.Connection, hits: list[Hit], query: str) -> list[Hit]:
     """`hits` (found with any columns) carrying the result columns and a `snippet`: a passage of
     the text for `query` with the matches between _START and _STOP, or the text's start (see
-    `snippet_html`). One query for all: lists that only need ids for ranking leave the rest to this."""
+    `snippet_html`). One query for all: lists that only need ids for ranking leave the rest to this.
+    A long document the semantic list found by one of its passages shows that passage instead,
+    its matches marked by one more query."""
     rows = await db.fetch(
         f"""
         SELECT {RESULT_COLUMNS},
@@ -247,7 +261,7 @@ async def with_snippets(db: asyncpg.Connection, hits: list[Hit], query: str) -> 
                ELSE ts_headline('english', translate(d.text, $4, ''), q.query,
                                 'StartSel=' || $5 || ', StopSel=' || $6 || ', MaxWords=30, MinWords=10, MaxFragments=2')
                END AS snippet
-        FROM documents d, websearch_to_tsquery('english', $2) AS q(query)
+        FROM documents d, {highlighted(query)} AS q(query)
         WHERE d.id = ANY($1::uuid[])
         """,
         [hit.row["id"] for hit in hits],
@@ -258,7 +272,44 @@ async def with_snippets(db: asyncpg.Connection, hits: list[Hit], query: str) -> 
         _STOP,
     )
     by_id = {row["id"]: row for row in rows}
-    return [replace(hit, row=by_id[hit.row["id"]]) for hit in hits if hit.row["id"] in by_id]
+    found = [replace(hit, row=by_id[hit.row["id"]], snippet=by_id[hit.row["id"]]["snippet"])
+             for hit in hits if hit.row["id"] in by_id]  # fmt: skip
+    passages = {number: text for number, hit in enumerate(found) if (text := nearest_passage(hit)) is not None}
+    if passages:
+        marked = await db.fetch(
+            f"SELECT ts_headline('english', translate(p.text, $3, ''), {highlighted(query)}, "
+            "'StartSel=' || $4 || ', StopSel=' || $5 || ', MaxWords=30, MinWords=10, MaxFragments=2') "
+            "FROM unnest($1::text[]) AS p (text)",
+            list(passages.values()),
+            query,
+            _START + _STOP,
+            _START,
+            _STOP,
+        )
+        for number, row in zip(passages, marked, strict=True):
+            found[number].snippet = row[0]
+    return found
+
+
+def highlighted(query: str) -> str:
+    """The tsquery (of the query in $2) whose words a snippet marks. Plain words match when any of
+    them does, so any of them is marked (ts_headline finds no passage for an AND of words the
+    text has only some of); web-search syntax says what must match, and is marked as written."""
+    if has_search_syntax(query):
+        return "websearch_to_tsquery('english', $2)"
+    return "to_tsquery('simple', replace(plainto_tsquery('english', $2)::text, ' & ', ' | '))"
+
+
+def nearest_passage(hit: Hit) -> str | None:
+    """The passage of a long document the semantic list found nearest, if it has several."""
+    if hit.chunk is None:
+        return None
+    text: str = hit.row["text"]
+    spans = passage_spans(text)
+    if len(spans) == 1 or hit.chunk >= len(spans):  # a short text, or one changed since its vectors
+        return None
+    start, end = spans[hit.chunk]
+    return text[start:end]
 
 
 def snippet_html(snippet: str, marked: bool = True) -> str:

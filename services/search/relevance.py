@@ -43,9 +43,7 @@ def weighted(
     fused: dict[UUID, queries.Hit] = {}
     for name, hits in (("semantic", semantic_hits), ("keyword", keyword_hits)):
         for rank, hit in enumerate(hits, start=1):
-            entry = fused.setdefault(hit.row["id"], queries.Hit(hit.row))
-            setattr(entry, f"{name}_score", getattr(hit, f"{name}_score"))
-            setattr(entry, f"{name}_rank", rank)
+            queries.fused_entry(fused, hit, name, rank)
     if similarities is None:
         similarities = {hit.row["id"]: hit.semantic_score or 0.0 for hit in semantic_hits}
     least = min(similarities.values(), default=0.0)

@@ -347,3 +347,38 @@ async def test_the_lag_of_a_partition_moved_to_another_worker_is_no_longer_expor
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     assert lags() == {}  # a stopped agent exports no lag
+
+
+class RebalancedDuringTheWork(FakeConsumer):
+    """A consumer whose group moves partition 0 to another worker while the fetch is worked on;
+    like aiokafka's, it knows the high watermark only of partitions it holds."""
+
+    async def commit(self, offsets: Any = None) -> None:
+        await super().commit(offsets)
+        self.held = {partition for partition in self.held if partition.partition != 0}
+
+    def highwater(self, partition: TopicPartition) -> int | None:
+        assert partition in self.held, "Partition is not assigned"
+        return super().highwater(partition)
+
+
+async def test_a_partition_moved_away_during_the_work_does_not_stop_the_agent() -> None:
+    log: list[str] = []
+    consumer = RebalancedDuringTheWork([[record(0, 0, event("a")), record(1, 0, event("b"))],
+                                        [record(1, 1, event("c"))]], log)  # fmt: skip
+    first, second = TopicPartition(TOPIC, 0), TopicPartition(TOPIC, 1)
+    consumer.ends, consumer.held = {first: 4, second: 9}, {first, second}
+
+    async def handle(incoming: Incoming[EventEnvelope]) -> Sent:
+        return []
+
+    agent = Agent("moved_agent", "moved", "group", RAW_EVENTS, handle=handle, backoff=FAST)
+    task = asyncio.ensure_future(run_agent(agent, "unused", FakeProducer(), consumer_factory=lambda *_: consumer))  # type: ignore[arg-type]
+    async with asyncio.timeout(5):
+        while len(consumer.commits) < 2:
+            assert not task.done(), task.exception()
+            await asyncio.sleep(0.005)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert consumer.commits == [{first: 1, second: 1}, {second: 2}]
+    assert log.count("start") == 1  # worked on without a restart

@@ -155,13 +155,17 @@ def _explanation(hit: queries.Hit, search: SearchRequest, place: int) -> Explana
         keyword_rank=hit.keyword_rank or (place if search.mode == "keyword" else None),
         keyword_score=hit.keyword_score,
         score=hit.score,
+        chunk=hit.chunk,
     )
 
 
 def _snippet(hit: queries.Hit, query: str) -> str:
-    if query and hit.row["snippet"]:
-        return queries.snippet_html(hit.row["snippet"])
-    return queries.snippet_html(hit.row["text"][: queries.SNIPPET_CHARS], marked=False)
+    """The passage `with_snippets` chose for the query; without a query text, the start of the
+    nearest passage of a long document or of the text."""
+    if query and hit.snippet:
+        return queries.snippet_html(hit.snippet)
+    text = queries.nearest_passage(hit) or hit.row["text"]
+    return queries.snippet_html(text[: queries.SNIPPET_CHARS], marked=False)
 
 
 def _result_fields(hit: queries.Hit) -> dict[str, Any]:

@@ -42,7 +42,10 @@ async def _write(pool: asyncpg.Pool, tenant_id: UUID, vectors: np.ndarray, start
             for n in range(len(vectors))
         ]
         hashes = [(start + n).to_bytes(4, "big") for n in range(len(vectors))]
-        rows = [(id_, hash_, vector, False) for id_, hash_, vector in zip(ids, hashes, vectors, strict=True)]
+        rows = [
+            store.VectorRow(id_, 0, hash_, vector, False)
+            for id_, hash_, vector in zip(ids, hashes, vectors, strict=True)
+        ]
         await store.write_vectors(db, rows, MODEL, DIMENSIONS)
     return ids
 
@@ -101,7 +104,10 @@ async def test_vectors_are_found_as_they_commit_while_segments_are_sealed_indexe
             ids += await _write(pool, tenant_id, batch, start)
             if start == 128:
                 # A redelivered batch: its vectors replace themselves, in whichever segment they are.
-                rows = [(ids[start + n], (start + n).to_bytes(4, "big"), batch[n], False) for n in range(len(batch))]
+                rows = [
+                    store.VectorRow(ids[start + n], 0, (start + n).to_bytes(4, "big"), batch[n], False)
+                    for n in range(len(batch))
+                ]
                 async with tenant_transaction(pool, tenant_id) as db:
                     await store.write_vectors(db, rows, MODEL, DIMENSIONS)
                     await store.write_vectors(db, rows, MODEL, DIMENSIONS)
@@ -139,7 +145,9 @@ async def test_deletes_and_new_vectors_reach_sealed_segments_also_during_a_build
     async with tenant_transaction(pool, tenant_id) as db:
         await db.execute("DELETE FROM documents WHERE id = $1", ids[0])
         await db.execute("DELETE FROM document_embeddings WHERE document_id = $1", ids[1])
-        await store.write_vectors(db, [(ids[2], (2).to_bytes(4, "big"), vectors[3], False)], MODEL, DIMENSIONS)
+        await store.write_vectors(
+            db, [store.VectorRow(ids[2], 0, (2).to_bytes(4, "big"), vectors[3], False)], MODEL, DIMENSIONS
+        )
     await upkeep.execute("SELECT chorus_vector_swap($1)", built)
     assert (built, "indexed") in await _partitions(upkeep)
     async with tenant_transaction(pool, tenant_id) as db:

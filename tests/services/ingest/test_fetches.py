@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,7 +14,6 @@ from bench.webhooks import direct_message
 from services.ingest.agents import Normalizer
 from services.ingest.records import RawStreamChatDelivery
 from shared.db import tenant_transaction
-from shared.kafka import create_producer
 from shared.records import utcnow
 from shared.stream import Incoming
 from tests.services.conftest import Tenant
@@ -24,16 +22,6 @@ pytestmark = pytest.mark.integration
 
 START = datetime(2026, 11, 20, 19, 0, tzinfo=UTC)
 OFFSETS = itertools.count()
-
-
-@pytest.fixture
-async def producer(kafka_bootstrap: str) -> AsyncIterator[AIOKafkaProducer]:
-    started = create_producer(kafka_bootstrap)
-    await started.start()
-    try:
-        yield started
-    finally:
-        await started.stop()
 
 
 def _delivery(tenant: Tenant, webhook_id: str, body: dict[str, Any]) -> Incoming[RawStreamChatDelivery]:
