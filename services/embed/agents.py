@@ -155,12 +155,13 @@ class Embedder:
 
     async def _reuse_stored_vectors(self, items: list[_Item]) -> None:
         for tenant_id, tenant_items in _by_tenant(items).items():
-            hashes = sorted({bytes.fromhex(item.document.content_hash) for item in tenant_items})
+            passages = {bytes.fromhex(item.document.content_hash): len(passage_spans(item.document.text))
+                        for item in tenant_items}  # fmt: skip
             async with tenant_transaction(self.pool, tenant_id) as db:
-                stored = await store.stored_vectors(db, self.provider.model, hashes)
+                stored = await store.stored_vectors(db, self.provider.model, passages)
             for item in tenant_items:
                 embeddings = stored.get(bytes.fromhex(item.document.content_hash))
-                if embeddings is not None and len(embeddings) == len(passage_spans(item.document.text)):
+                if embeddings is not None:
                     item.embeddings = embeddings
                     CACHE_HITS.labels(self.provider.model).inc()
 

@@ -19,6 +19,15 @@ from shared.embedding import EmbeddingProvider
 from shared.embedding.chunks import embed_passages
 
 
+def _without_vectors(model: str) -> str:
+    """Live documents `d` with no vector of their current text from the model in parameter
+    `model`. A document has a row per passage: NOT EXISTS asks once, a join would list it once each."""
+    return (
+        "d.deleted_at IS NULL AND NOT EXISTS (SELECT FROM document_embeddings e "
+        f"WHERE e.document_id = d.id AND e.content_hash = d.content_hash AND e.model = {model})"
+    )
+
+
 @dataclass
 class ReembedSummary:
     embedded: int = 0
@@ -51,8 +60,7 @@ async def reembed(
             async with tenant_transaction(pool, tenant_id) as db:
                 rows = await db.fetch(
                     "SELECT d.id, d.content_hash, d.text FROM documents d "
-                    "LEFT JOIN document_embeddings e ON e.document_id = d.id AND e.content_hash = d.content_hash "
-                    "WHERE d.id > $1 AND d.deleted_at IS NULL AND e.model IS DISTINCT FROM $2 ORDER BY d.id LIMIT $3",
+                    f"WHERE d.id > $1 AND {_without_vectors('$2')} ORDER BY d.id LIMIT $3",
                     after, provider.model, page,
                 )  # fmt: skip
             if not rows:
@@ -76,9 +84,7 @@ async def reembed(
 async def _remaining(pool: asyncpg.Pool, tenant_id: UUID, model: str) -> int:
     async with tenant_transaction(pool, tenant_id) as db:
         count: int = await db.fetchval(
-            "SELECT count(*) FROM documents d "
-            "LEFT JOIN document_embeddings e ON e.document_id = d.id AND e.content_hash = d.content_hash "
-            "WHERE d.deleted_at IS NULL AND e.model IS DISTINCT FROM $1",
+            f"SELECT count(*) FROM documents d WHERE {_without_vectors('$1')}",
             model,
         )
     return count

@@ -52,21 +52,38 @@ async def current_documents(db: Connection, document_ids: Sequence[UUID]) -> lis
     return rows
 
 
-async def stored_vectors(db: Connection, model: str, content_hashes: Sequence[bytes]) -> dict[bytes, list[Embedding]]:
+async def stored_vectors(db: Connection, model: str, passages: dict[bytes, int]) -> dict[bytes, list[Embedding]]:
     """Vectors this tenant already has for these texts from `model`, each text's passages in
-    order: the same text is embedded once. One document's rows of a text answer for it."""
+    order: the same text is embedded once. `passages` gives each text's number of passages; the
+    rows of one document that has exactly those answer for it (a document embedded whole before
+    texts were cut into passages does not)."""
     rows = await db.fetch(
-        "SELECT DISTINCT ON (content_hash, chunk) content_hash, chunk, embedding, truncated FROM document_embeddings "
-        "WHERE model = $1 AND content_hash = ANY($2::bytea[]) ORDER BY content_hash, chunk, document_id",
+        """
+        WITH wanted AS (SELECT * FROM unnest($2::bytea[], $3::int[]) AS w (content_hash, passages)),
+        chosen AS (
+            SELECT DISTINCT ON (e.content_hash) e.content_hash, e.document_id
+            FROM document_embeddings e JOIN wanted w ON w.content_hash = e.content_hash
+            WHERE e.model = $1 AND e.chunk = w.passages - 1 AND NOT EXISTS (
+                SELECT FROM document_embeddings x
+                WHERE x.document_id = e.document_id AND x.model = $1 AND x.chunk >= w.passages
+            )
+            ORDER BY e.content_hash, e.document_id
+        )
+        SELECT e.content_hash, e.chunk, e.embedding, e.truncated
+        FROM document_embeddings e JOIN chosen c ON c.content_hash = e.content_hash AND c.document_id = e.document_id
+        WHERE e.model = $1
+        ORDER BY e.content_hash, e.chunk
+        """,
         model,
-        list(content_hashes),
+        list(passages),
+        list(passages.values()),
     )
     stored: dict[bytes, list[Embedding]] = defaultdict(list)
     for row in rows:
-        passages = stored[bytes(row["content_hash"])]
-        if row["chunk"] == len(passages):  # passages in order, none missing
-            passages.append(Embedding(row["embedding"].to_numpy().astype(np.float32), row["truncated"]))
-    return dict(stored)
+        found = stored[bytes(row["content_hash"])]
+        if row["chunk"] == len(found):  # passages in order, none missing
+            found.append(Embedding(row["embedding"].to_numpy().astype(np.float32), row["truncated"]))
+    return {content_hash: found for content_hash, found in stored.items() if len(found) == passages[content_hash]}
 
 
 async def write_vectors(db: Connection, rows: Sequence[VectorRow], model: str, dimensions: int) -> None:

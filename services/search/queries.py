@@ -17,7 +17,7 @@ from uuid import UUID
 import asyncpg
 import numpy as np
 
-from shared.embedding.chunks import passage_spans
+from shared.embedding.chunks import MAX_PASSAGES, passage_spans
 
 # Columns every result carries.
 RESULT_COLUMNS = (
@@ -139,30 +139,48 @@ async def semantic(
     where, values = filters.where(4)
     if after is not None:
         values += after
-        where += f" AND (e.embedding <=> $1, d.id) > (${len(values) + 2}::float8, ${len(values) + 3}::uuid)"
-    rows = await db.fetch(
-        f"""
-        WITH nearest AS MATERIALIZED (
-            SELECT {columns}, e.chunk, e.embedding <=> $1 AS distance, e.content_hash = d.content_hash AS current
-            FROM document_embeddings e JOIN documents d ON d.id = e.document_id
-            WHERE e.model = $2 AND {where}
-            ORDER BY e.embedding <=> $1
-            LIMIT $3
+        cursor = f"(${len(values) + 2}::float8, ${len(values) + 3}::uuid)"
+        # A document stands where its nearest passage does: one with a passage at or before the
+        # cursor was on an earlier page, whatever its farther passages.
+        where += (
+            f" AND (e.embedding <=> $1, d.id) > {cursor} AND NOT EXISTS (SELECT FROM document_embeddings o "
+            f"WHERE o.document_id = d.id AND o.model = $2 AND o.content_hash = d.content_hash "
+            f"AND (o.embedding <=> $1, d.id) <= {cursor})"
         )
-        SELECT * FROM (SELECT DISTINCT ON (id) * FROM nearest WHERE current ORDER BY id, distance) best
-        ORDER BY distance, id
-        """,
-        vector,
-        model,
-        limit,
-        *values,
-    )
+    statement = f"""
+        SELECT {columns}, e.chunk, e.embedding <=> $1 AS distance, e.content_hash = d.content_hash AS current
+        FROM document_embeddings e JOIN documents d ON d.id = e.document_id
+        WHERE e.model = $2 AND {where}
+        ORDER BY e.embedding <=> $1
+        LIMIT $3
+    """
+    # Passages are rows: a long document may take several of the nearest, so fewer documents than
+    # `limit` may come back while more exist; then more passages are read, up to every passage of
+    # `limit` documents.
+    passages = limit
+    while True:
+        read = await db.fetch(statement, vector, model, passages, *values)
+        rows = _nearest_passages(read)
+        if len(rows) >= limit or len(read) < passages or passages >= limit * MAX_PASSAGES:
+            break
+        passages *= 4
+    rows = rows[:limit]
     hits = [Hit(row, semantic_score=1.0 - float(row["distance"]), chunk=row["chunk"]) for row in rows]
     if threshold is not None:
         hits = [hit for hit in hits if (hit.semantic_score or 0.0) >= threshold]
     for hit in hits:
         hit.score = hit.semantic_score or 0.0
     return hits
+
+
+def _nearest_passages(rows: list[asyncpg.Record]) -> list[asyncpg.Record]:
+    """Each document's nearest current passage, nearest first (then by id): the scan's order is
+    only nearly sorted (iterative scans), and a vector of an older text of a document is skipped."""
+    nearest: dict[UUID, asyncpg.Record] = {}
+    for row in sorted(rows, key=lambda row: (row["distance"], row["id"])):
+        if row["current"]:
+            nearest.setdefault(row["id"], row)
+    return list(nearest.values())
 
 
 async def keyword(

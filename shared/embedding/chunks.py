@@ -6,7 +6,7 @@ passages of PASSAGE_WORDS words, each starting OVERLAP_WORDS before the previous
 sentence at a cut is whole in one of them. The embed service stores a vector per passage
 (document_embeddings.chunk is the passage's number); search names a document's nearest passage
 and shows it as the snippet. Both compute the passages with this function, so changing the
-constants means re-embedding (`chorus reembed`): stored chunk numbers would point elsewhere.
+constants means re-embedding every long document: stored chunk numbers would point elsewhere.
 
 160 words is about 210 of the model's tokens in English prose, leaving room for longer words and
 the two special tokens. MAX_PASSAGES bounds one document's vectors (and provider calls): a text at

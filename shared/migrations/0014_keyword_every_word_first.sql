@@ -1,6 +1,8 @@
--- Keyword ranking that stays fast on frequent words (docs/search.md "Relevance"): when at least
--- `how_many` of the tenant's documents have every word of the query (a search without filters
--- passes its page size), only those are ranked instead of every document with any of the words.
+-- Keyword ranking that stays fast on frequent words (docs/search.md "Relevance"): when 50 or more
+-- of the tenant's documents have every word of the query, only those match and are ranked,
+-- instead of every document with any of the words; for searches without filters (which pass
+-- `how_many`). A number of its own, not the page's depth: every page of one search must rank
+-- the same documents.
 -- A document with every word ranks above most with some of them anyway; among documents that
 -- all have every word, the candidates give each word the same document frequency, so they rank
 -- by how often they have the words and by their length (BM25's other two parts). Where fewer
@@ -93,7 +95,7 @@ CREATE OR REPLACE FUNCTION chorus_ranked_matches(query text, cap integer, likene
             FROM terms
         ),
         matcher AS MATERIALIZED (
-            -- Every word first: when `how_many` documents have them all, those are the candidates.
+            -- Every word first: when 50 documents have them all, those are the candidates.
             SELECT CASE WHEN every_word_fills THEN every_word ELSE any_word END AS q
             FROM (
                 SELECT q.*, how_many IS NOT NULL AND (
@@ -101,9 +103,9 @@ CREATE OR REPLACE FUNCTION chorus_ranked_matches(query text, cap integer, likene
                         SELECT 1 FROM documents d
                         WHERE d.search_tsv @@ q.every_word AND d.tenant_id = chorus_current_tenant()
                           AND d.deleted_at IS NULL
-                        LIMIT how_many
+                        LIMIT 50
                     ) s
-                ) >= how_many AS every_word_fills
+                ) >= 50 AS every_word_fills
                 FROM queries q
             ) chosen
         ),

@@ -51,3 +51,26 @@ async def test_reembed_moves_every_document_to_the_new_model_and_resumes(
     assert "16/16 documents" in progress.getvalue()
     again = await reembed(pool, HashEmbedder(384), [ingest.tenant.id], tmp_path / "fresh.json", progress=io.StringIO())
     assert again.embedded == 0
+
+
+async def test_a_long_document_moves_to_a_new_model_once_with_a_vector_per_passage(
+    ingest: Ingest, pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    text = " ".join(f"word{n}" for n in range(400))  # three passages
+    event = {"source": "slack", "event_type": "message", "external_id": "long-one", "text": text}
+    assert ingest.events([event]).status_code == 202
+    assert await ingest.wait_for("SELECT count(*) FROM documents", 1) == 1
+
+    class OtherModel(HashEmbedder):
+        def __init__(self, dimensions: int) -> None:
+            super().__init__(dimensions)
+            self.model = "other-hash"
+
+    rows = "SELECT count(*) FROM document_embeddings WHERE model = $1"
+    for number, embedder in enumerate((HashEmbedder(384), OtherModel(384))):
+        progress = io.StringIO()
+        summary = await reembed(pool, embedder, [ingest.tenant.id], tmp_path / f"{number}.json", progress=progress)
+        assert summary.embedded == 1 and "1/1 documents" in progress.getvalue()
+        assert await ingest.count(rows, embedder.model) == 3  # its three passages, once each
+    # The new model's vectors replace the old one's.
+    assert await ingest.count("SELECT count(*) FROM document_embeddings") == 3

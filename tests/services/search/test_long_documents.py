@@ -17,6 +17,10 @@ LATE = (
 TEXT = FILLER * 12 + LATE  # 312 words, three passages
 EVENT = {"source": "slack", "event_type": "message", "external_id": "retro-long", "text": TEXT}
 QUERY = "customer charged two times for a refund on a cancelled ticket"
+PASSAGE_ROWS = (
+    "SELECT count(*) FROM document_embeddings e JOIN documents d ON d.id = e.document_id "
+    "AND d.content_hash = e.content_hash WHERE d.external_id = 'retro-long'"
+)
 
 
 async def test_a_long_text_gets_a_vector_per_passage_and_is_found_by_its_last_one(search: Search) -> None:
@@ -24,10 +28,7 @@ async def test_a_long_text_gets_a_vector_per_passage_and_is_found_by_its_last_on
     assert ingest.events([EVENT]).status_code == 202
     passages = len(passage_spans(TEXT))
     assert passages == 3
-    chunks = (
-        "SELECT count(*) FROM document_embeddings e JOIN documents d ON d.id = e.document_id "
-        "AND d.content_hash = e.content_hash WHERE d.external_id = 'retro-long'"
-    )
+    chunks = PASSAGE_ROWS
     assert await ingest.wait_for(chunks, passages, within=120) == passages
     rows = await ingest.count(chunks + f" AND e.chunk BETWEEN 0 AND {passages - 1}")
     assert rows == passages  # numbered 0, 1, 2
@@ -49,3 +50,27 @@ async def test_a_long_text_gets_a_vector_per_passage_and_is_found_by_its_last_on
     found = [result for result in response.json()["results"] if result["external_id"] == "retro-long"]
     start, _ = passage_spans(TEXT)[-1]
     assert [result["snippet"] for result in found] == [TEXT[start : start + 200]]
+
+
+async def test_pages_of_semantic_results_name_each_document_once(search: Search) -> None:
+    assert search.ingest.events([EVENT]).status_code == 202
+    assert await search.ingest.wait_for(PASSAGE_ROWS, 3, within=120) == 3
+    seen: list[str] = []
+    cursor = None
+    for _ in range(40):
+        params = {
+            "q": QUERY,
+            "mode": "semantic",
+            "limit": 2,
+            "threshold": 0.0,
+            **({"cursor": cursor} if cursor else {}),
+        }
+        page = search.get("/v1/search", **params).json()
+        seen += [result["id"] for result in page["results"]]
+        assert len(page["results"]) == 2 or page["next_cursor"] is None  # full pages while more exist
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    one_page = search.search(q=QUERY, mode="semantic", limit=100, threshold=0.0)
+    assert len(one_page) > 20
+    assert seen == [result["id"] for result in one_page]  # the same documents in the same order, once each
