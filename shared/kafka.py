@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import InvalidReplicationFactorError, KafkaError, TopicAlreadyExistsError, for_code
 
 from shared.settings import CommonSettings
 from shared.topics import Topic
@@ -70,24 +70,52 @@ class TopicConfig:
 
 
 async def ensure_topics(
-    bootstrap: str, topics: Sequence[Topic[Any]], prefix: str = "", config: TopicConfig | None = None
+    bootstrap: str,
+    topics: Sequence[Topic[Any]],
+    prefix: str = "",
+    config: TopicConfig | None = None,
+    within: float = 30.0,
 ) -> list[str]:
-    """Create any of `topics` that is missing; returns the full names of all of them."""
+    """Create any of `topics` that is missing; returns the full names of all of them.
+
+    A broker that has just started listens before it has joined its cluster: until then it knows
+    no brokers, or too few for the replication factor. Such errors are retried for `within` seconds.
+    """
     config = config or TopicConfig()
-    names = [topic.full_name(prefix) for topic in topics]
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            await _create_missing(bootstrap, topics, prefix, config)
+            return [topic.full_name(prefix) for topic in topics]
+        except (KafkaError, TimeoutError) as error:
+            if not _fixed_by_waiting(error) or time.monotonic() > deadline:
+                raise
+            log.info("Kafka is not ready to create topics yet", extra={"error": repr(error)})
+            await asyncio.sleep(0.5)
+
+
+def _fixed_by_waiting(error: Exception) -> bool:
+    if isinstance(error, TimeoutError | InvalidReplicationFactorError):
+        return True
+    return isinstance(error, KafkaError) and error.retriable
+
+
+async def _create_missing(bootstrap: str, topics: Sequence[Topic[Any]], prefix: str, config: TopicConfig) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
     try:
+        await admin.start()
         existing = set(await admin.list_topics())
         missing = [topic for topic in topics if topic.full_name(prefix) not in existing]
-        if missing:
-            # Another process may create them between our listing and our request.
-            with contextlib.suppress(TopicAlreadyExistsError):
-                await admin.create_topics([config.new_topic(topic, prefix) for topic in missing])
-            log.info("created topics", extra={"topics": [topic.full_name(prefix) for topic in missing]})
+        if not missing:
+            return
+        response = await admin.create_topics([config.new_topic(topic, prefix) for topic in missing])
+        for name, code, *message in response.topic_errors:
+            # Another process may have created it between our listing and our request.
+            if code not in (0, TopicAlreadyExistsError.errno):
+                raise for_code(code)(f"creating topic {name}: {message[0] if message else ''}")
+        log.info("created topics", extra={"topics": [topic.full_name(prefix) for topic in missing]})
     finally:
         await admin.close()
-    return names
 
 
 async def broker_answers(bootstrap: str, within: float = 3.0) -> bool:

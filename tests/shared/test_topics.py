@@ -1,8 +1,13 @@
 import asyncio
 import uuid
 
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import InvalidReplicationFactorError
+
 from launcher.topics import ALL_TOPICS
-from shared.kafka import create_consumer, create_producer
+from shared.kafka import TopicConfig, create_consumer, create_producer, ensure_topics
+from shared.topics import DOCS
 
 
 def test_every_topic_of_the_design_is_defined_once() -> None:
@@ -46,3 +51,31 @@ async def test_records_round_trip_through_every_topic(kafka_bootstrap: str, topi
     finally:
         await consumer.stop()
     assert received == sent
+
+
+async def test_a_topic_the_broker_refuses_is_an_error_once_waiting_cannot_help(kafka_bootstrap: str) -> None:
+    # One broker cannot hold three replicas; a cluster still assembling answers the same, so it is
+    # retried for `within` seconds and then raised, never logged as created.
+    prefix = f"t{uuid.uuid4().hex[:8]}."
+    with pytest.raises(InvalidReplicationFactorError, match=f"{prefix}chorus.docs"):
+        await ensure_topics(kafka_bootstrap, [DOCS], prefix, TopicConfig(replication_factor=3), within=1.0)
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    try:
+        assert DOCS.full_name(prefix) not in await admin.list_topics()
+    finally:
+        await admin.close()
+
+
+async def test_ensure_topics_creates_what_is_missing_and_keeps_what_exists(kafka_bootstrap: str) -> None:
+    prefix = f"t{uuid.uuid4().hex[:8]}."
+    first = await ensure_topics(kafka_bootstrap, [DOCS], prefix, TopicConfig(partitions=2))
+    again = await ensure_topics(kafka_bootstrap, ALL_TOPICS, prefix, TopicConfig(partitions=2))
+    assert first == [DOCS.full_name(prefix)]
+    assert again == [topic.full_name(prefix) for topic in ALL_TOPICS]
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    try:
+        assert set(again) <= set(await admin.list_topics())
+    finally:
+        await admin.close()
