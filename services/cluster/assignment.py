@@ -11,7 +11,7 @@ from uuid import UUID, uuid4
 import numpy as np
 
 from services.cluster import rehoming
-from services.cluster.store import Member, Message, StoredCluster, StoredMember
+from services.cluster.store import Message, StoredCluster, StoredMember
 
 
 @dataclass(frozen=True)
@@ -45,8 +45,20 @@ class _Cluster:
     # Every member is known (read, or the cluster is new): only then can its members be re-homed.
     complete: bool
     new: bool = False
-    # Its members and their vectors stacked, for re-homing; dropped when a member comes or goes.
-    stacked: tuple[list[Placed], np.ndarray] | None = None
+    # Its members as arrays, for re-homing; dropped when a member comes or goes.
+    stacked: _Stack | None = None
+
+
+@dataclass(frozen=True)
+class _Stack:
+    """A cluster's members with their vectors and their messages' order (time in microseconds,
+    then message id) as arrays: re-homing gathers a neighbourhood's members without a Python
+    step per member."""
+
+    members: list[Placed]
+    vectors: np.ndarray
+    times: np.ndarray
+    message_ids: np.ndarray
 
 
 @dataclass
@@ -62,6 +74,43 @@ class Changes:
     deleted_clusters: list[UUID] = field(default_factory=list)
     # Message -> the message that supersedes it, or None where that mark is cleared.
     superseded: dict[UUID, UUID | None] = field(default_factory=dict)
+
+
+class _OpenSums:
+    """The open clusters with members, their sums stacked and their sizes, for ranking clusters
+    by similarity: the rows of clusters that changed are refreshed, instead of every cluster
+    stacked again for every message; stacked again when a cluster opens, empties or closes."""
+
+    def __init__(self) -> None:
+        self.clusters: list[_Cluster] = []
+        self.rows: dict[UUID, int] = {}
+        self.sums = np.zeros((0, 0))
+        self.sizes = np.zeros(0)
+        self.since: set[UUID] | None = None  # changed since the last `current`; None: stack anew
+
+    def changed(self, cluster_id: UUID) -> None:
+        if self.since is not None:
+            self.since.add(cluster_id)
+
+    def current(self, clusters: dict[UUID, _Cluster]) -> tuple[list[_Cluster], np.ndarray, np.ndarray]:
+        if self.since is None or any((cluster_id in self.rows) != _is_open(clusters[cluster_id])
+                                     for cluster_id in self.since):  # fmt: skip
+            self.clusters = [cluster for cluster in clusters.values() if _is_open(cluster)]
+            self.rows = {cluster.id: row for row, cluster in enumerate(self.clusters)}
+            self.sums = np.stack([cluster.total for cluster in self.clusters]) if self.clusters else np.zeros((0, 0))
+            self.sizes = np.array([cluster.size for cluster in self.clusters], dtype=np.float64)
+        else:
+            # Of the changed clusters, those that are open (and were): the others have no row.
+            for cluster_id in self.since & self.rows.keys():
+                row = self.rows[cluster_id]
+                self.sums[row] = clusters[cluster_id].total
+                self.sizes[row] = clusters[cluster_id].size
+        self.since = set()
+        return self.clusters, self.sums, self.sizes
+
+
+def _is_open(cluster: _Cluster) -> bool:
+    return cluster.status == "open" and cluster.size > 0
 
 
 class Batch:
@@ -93,6 +142,7 @@ class Batch:
             self.clusters[member.cluster_id].members.add(member.message.id)
         self.deleted_rows: set[UUID] = set()
         self.touched: set[UUID] = set()
+        self.open_sums = _OpenSums()
         self.superseded: dict[UUID, UUID | None] = {}
         self.sizes_seen: list[int] = []
         self.superseded_count = 0
@@ -169,29 +219,45 @@ class Batch:
 
     def _rehome(self, cluster_id: UUID) -> None:
         changed = self.clusters[cluster_id]
-        near = self._ranked(changed.total / changed.size)[: self.rules.rehome_clusters]
+        near = self._ranked(changed.total / changed.size, self.rules.rehome_clusters)
         small = [cluster for cluster in near if cluster.complete and cluster.size <= self.rules.rehome_most_members]
         stacks = [self._stacked(cluster) for cluster in small]
-        gathered = [member for members, _ in stacks for member in members]
-        order = sorted(range(len(gathered)), key=lambda index: gathered[index].message.order)
+        gathered: list[Placed] = []
+        vectors = owners = None
+        if stacks:
+            # In the order of their messages (Message.order), as the records came.
+            order = np.lexsort((np.concatenate([stack.message_ids for stack in stacks]),
+                                np.concatenate([stack.times for stack in stacks])))  # fmt: skip
+            everyone = [member for stack in stacks for member in stack.members]
+            gathered = [everyone[index] for index in order.tolist()]
+            vectors = rehoming.Vectors([stack.vectors for stack in stacks], order)
+            place = {cluster.id: number for number, cluster in enumerate(near)}
+            owners = np.concatenate(
+                [np.full(len(stack.members), place[cluster.id]) for cluster, stack in zip(small, stacks, strict=True)]
+            )[order]
         moves = rehoming.plan_moves(
             {cluster.id: cluster.total for cluster in near},
             {cluster.id: cluster.size for cluster in near},
-            [Member(gathered[index].message.id, gathered[index].cluster_id, gathered[index].channel_cid,
-                    gathered[index].vector) for index in order],
+            gathered,
             self.rules.threshold,
-            np.concatenate([stacked for _, stacked in stacks])[order] if gathered else None,
-        )  # fmt: skip
+            vectors,
+            owners,
+        )
         for move in moves:
-            placed = self.members[move.member.message_id]
+            placed = move.member
             self._leave(placed)
             placed.cluster_id, placed.similarity, placed.moved = move.target, move.similarity, True
             self._join(placed)
 
-    def _stacked(self, cluster: _Cluster) -> tuple[list[Placed], np.ndarray]:
+    def _stacked(self, cluster: _Cluster) -> _Stack:
         if cluster.stacked is None:
             members = [self.members[member] for member in cluster.members]
-            cluster.stacked = (members, np.stack([member.vector for member in members]))
+            cluster.stacked = _Stack(
+                members,
+                np.stack([member.vector for member in members]),
+                np.array([member.message.microseconds for member in members], dtype=np.int64),
+                np.array([member.message.message_id for member in members], dtype=str),
+            )
         return cluster.stacked
 
     def _nearest(self, vector: np.ndarray) -> tuple[UUID, float] | None:
@@ -202,14 +268,10 @@ class Batch:
 
     def _ranked(self, vector: np.ndarray, most: int | None = None) -> list[_Cluster]:
         """Open clusters by average similarity to `vector`, best first; ties go to the lower id."""
-        open_clusters = [cluster for cluster in self.clusters.values() if cluster.status == "open" and cluster.size]
+        open_clusters, sums, sizes = self.open_sums.current(self.clusters)
         if not open_clusters:
             return []
-        similarities = (
-            np.stack([cluster.total for cluster in open_clusters])
-            @ vector
-            / np.array([cluster.size for cluster in open_clusters])
-        )
+        similarities = sums @ vector / sizes
         candidates: Iterable[int] = range(len(open_clusters))
         if most is not None and most < len(open_clusters):
             # Only the best `most` need sorting, and whatever ties with the last of them.
@@ -225,6 +287,7 @@ class Batch:
         cluster.members.add(placed.message.id)
         cluster.stacked = None
         self.touched.add(cluster.id)
+        self.open_sums.changed(cluster.id)
 
     def _leave(self, placed: Placed) -> None:
         cluster = self.clusters[placed.cluster_id]
@@ -233,6 +296,7 @@ class Batch:
         cluster.members.discard(placed.message.id)
         cluster.stacked = None
         self.touched.add(cluster.id)
+        self.open_sums.changed(cluster.id)
 
     # The result
 

@@ -4,29 +4,78 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
 from uuid import UUID
 
 import numpy as np
 
-from services.cluster.store import Member
+
+class Member(Protocol):
+    """What re-homing needs of a member: its cluster and its unit vector."""
+
+    @property
+    def cluster_id(self) -> UUID: ...
+
+    @property
+    def vector(self) -> np.ndarray: ...
+
+
+M = TypeVar("M", bound=Member)
 
 
 @dataclass(frozen=True)
-class Move:
+class Move(Generic[M]):
     """`member` leaves `member.cluster_id` for `target`, where its average similarity is `similarity`."""
 
-    member: Member
+    member: M
     target: UUID
     similarity: float
+
+
+@dataclass(frozen=True)
+class Vectors:
+    """The members' vectors as blocks (each cluster's, which a caller keeps between calls) and the
+    order that puts the blocks' rows in the members' order: dot products are taken block by
+    block and put in order, so no call copies every vector."""
+
+    blocks: Sequence[np.ndarray]
+    order: np.ndarray
+
+    @classmethod
+    def stacked(cls, vectors: np.ndarray) -> Vectors:
+        """Vectors already in the members' order."""
+        return cls([vectors], np.arange(len(vectors)))
+
+    def dots(self, other: np.ndarray) -> np.ndarray:
+        """Every member's dot products with `other` (a vector, or vectors as columns), in order."""
+        products: np.ndarray = np.concatenate([block @ other for block in self.blocks])
+        ordered: np.ndarray = products[self.order]
+        return ordered
+
+    def squared_norms(self) -> np.ndarray:
+        squares: np.ndarray = np.concatenate([np.einsum("ij,ij->i", block, block) for block in self.blocks])
+        ordered: np.ndarray = squares[self.order]
+        return ordered
+
+    def of(self, index: int) -> np.ndarray:
+        """The vector of the member at `index`."""
+        row = int(self.order[index])
+        for block in self.blocks:
+            if row < len(block):
+                vector: np.ndarray = block[row]
+                return vector
+            row -= len(block)
+        raise IndexError(index)
 
 
 def plan_moves(
     sums: Mapping[UUID, np.ndarray],
     counts: Mapping[UUID, int],
-    members: Sequence[Member],
+    members: Sequence[M],
     threshold: float,
-    vectors: np.ndarray | None = None,
-) -> list[Move]:
+    vectors: Vectors | None = None,
+    owners: np.ndarray | None = None,
+) -> list[Move[M]]:
     """The moves that put each member where it fits best, in the order they are made.
 
     Vectors are unit length, so a cluster's sum over its size answers a member's average
@@ -34,8 +83,9 @@ def plan_moves(
     at or above `threshold` and higher than to its own cluster's other members (a member alone
     has none: -1). Each move updates the sums and sizes the members after it are judged by; of
     two equally similar clusters, the one whose id is greater as text wins, so the result does
-    not depend on the order of `sums`. `vectors`, when given, are the members' vectors stacked in
-    their order (a caller that keeps them stacked saves the work). The arguments are left as they are.
+    not depend on the order of `sums`. A caller that keeps the members' vectors and clusters at
+    hand passes them (`vectors`; `owners`, the places in `sums` of the members' clusters) and
+    saves the work of gathering them. The arguments are left as they are.
     """
     if not members or not sums:
         return []
@@ -47,15 +97,15 @@ def plan_moves(
     totals = np.stack([np.asarray(sums[cluster], dtype=np.float64) for cluster in clusters])
     sizes = np.array([counts[cluster] for cluster in clusters], dtype=np.float64)
     if vectors is None:
-        vectors = np.stack([np.asarray(member.vector, dtype=np.float64) for member in members])
+        vectors = Vectors.stacked(np.stack([np.asarray(member.vector, dtype=np.float64) for member in members]))
     # Every member's dot product with every cluster's sum, kept current as members move: a move
     # changes two columns by the mover's dot products with the members. Members are judged all at
     # once up to the first that moves, then again from the one after it (moves are few).
-    dots = vectors @ totals.T
-    own_dots = np.einsum("ij,ij->i", vectors, vectors)
-    owns = np.array([position[member.cluster_id] for member in members])
+    dots = vectors.dots(totals.T)
+    own_dots = vectors.squared_norms()
+    owns = np.array([position[member.cluster_id] for member in members]) if owners is None else owners
     rows = np.arange(len(members))
-    moves = []
+    moves: list[Move[M]] = []
     start = 0
     while start < len(members):
         own_sizes = sizes[owns[start:]]
@@ -74,7 +124,7 @@ def plan_moves(
         index = start + int(moving[0])
         tied = np.flatnonzero(similarities[index - start] == best_similarity[index - start])
         best, own = int(tied[np.argmax(rank[tied])]), owns[index]
-        moved = vectors @ vectors[index]
+        moved = vectors.dots(vectors.of(index))
         dots[:, own] -= moved
         dots[:, best] += moved
         sizes[own] -= 1

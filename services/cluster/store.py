@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from typing import TYPE_CHECKING
 from uuid import UUID
 
@@ -30,6 +31,14 @@ class Message:
     def order(self) -> tuple[datetime, str]:
         """Which of two messages of a channel is newer; the message id breaks a tie of timestamps."""
         return self.created_at, self.message_id
+
+    @cached_property
+    def microseconds(self) -> int:
+        """`created_at` in whole microseconds since the epoch: exact, where a float timestamp may round."""
+        return (self.created_at - _EPOCH) // timedelta(microseconds=1)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 async def lock_creator(db: asyncpg.Connection, tenant_id: UUID, creator_id: str) -> None:
@@ -168,14 +177,6 @@ async def add_member(
 async def open_cluster_count(db: asyncpg.Connection) -> int:
     count: int = await db.fetchval("SELECT count(*) FROM clusters WHERE status = 'open'")
     return count
-
-
-@dataclass(frozen=True)
-class Member:
-    message_id: UUID
-    cluster_id: UUID
-    channel_cid: str
-    vector: np.ndarray
 
 
 async def write_changes(db: asyncpg.Connection, tenant_id: UUID, creator_id: str, changes: Changes) -> None:

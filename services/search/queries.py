@@ -258,7 +258,9 @@ def fuse(
 def fused_entry(fused: dict[UUID, Hit], hit: Hit, name: str, rank: int) -> Hit:
     """The entry of `hit`'s document in `fused`, given list `name`'s rank and score of it (and
     the semantic list's nearest passage); made on the document's first list."""
-    entry = fused.setdefault(hit.row["id"], Hit(hit.row))
+    entry = fused.get(hit.row["id"])
+    if entry is None:
+        entry = fused[hit.row["id"]] = Hit(hit.row)
     setattr(entry, f"{name}_score", getattr(hit, f"{name}_score"))
     setattr(entry, f"{name}_rank", rank)
     if hit.chunk is not None:

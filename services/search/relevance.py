@@ -40,17 +40,33 @@ def weighted(
     """Every candidate scored by similarity + keyword_weight x keyword score / the best keyword
     score, best first. `similarities` (by id) replace the semantic list's; a candidate with no
     similarity (a keyword hit the semantic list missed) counts the least similarity of the rest."""
+    return _scored(_candidates(semantic_hits, keyword_hits), keyword_hits, keyword_weight, similarities)
+
+
+def _candidates(semantic_hits: list[queries.Hit], keyword_hits: list[queries.Hit]) -> dict[UUID, queries.Hit]:
+    """Each document of the two lists once, with its rank and score in each."""
     fused: dict[UUID, queries.Hit] = {}
     for name, hits in (("semantic", semantic_hits), ("keyword", keyword_hits)):
         for rank, hit in enumerate(hits, start=1):
             queries.fused_entry(fused, hit, name, rank)
+    return fused
+
+
+def _scored(
+    candidates: dict[UUID, queries.Hit],
+    keyword_hits: list[queries.Hit],
+    keyword_weight: float,
+    similarities: dict[UUID, float] | None,
+) -> list[queries.Hit]:
+    """`candidates` scored as `weighted` says (their scores set in place), best first."""
     if similarities is None:
-        similarities = {hit.row["id"]: hit.semantic_score or 0.0 for hit in semantic_hits}
+        similarities = {document: hit.semantic_score for document, hit in candidates.items()
+                        if hit.semantic_score is not None}  # fmt: skip
     least = min(similarities.values(), default=0.0)
     best_keyword = max((hit.keyword_score or 0.0 for hit in keyword_hits), default=0.0) or 1.0
-    for document, entry in fused.items():
+    for document, entry in candidates.items():
         entry.score = similarities.get(document, least) + keyword_weight * (entry.keyword_score or 0.0) / best_keyword
-    return sorted(fused.values(), key=lambda hit: hit.rank_key)
+    return sorted(candidates.values(), key=lambda hit: hit.rank_key)
 
 
 def feedback_weights(best: list[queries.Hit]) -> dict[UUID, float]:
@@ -108,14 +124,15 @@ async def hybrid(
     keyword_hits = await queries.keyword(db, query, filters, candidates, columns)
     if settings.fusion == "rrf":
         return queries.fuse(semantic_hits, keyword_hits, settings.rrf_k, limit)
-    fused = weighted(semantic_hits, keyword_hits, settings.keyword_weight)
+    candidates_of_both = _candidates(semantic_hits, keyword_hits)
+    fused = _scored(candidates_of_both, keyword_hits, settings.keyword_weight, None)
     if settings.feedback > 0 and semantic_hits:
         similarities = feedback_similarities(vector, semantic_hits, fused[: settings.feedback])
         # The best result of the first scoring stays first (with the best score): feedback
         # reorders what follows it. Moved towards near-duplicates of each other, the query could
         # pass over the one document with every word (the demo's Jira issue).
-        rescored = weighted(semantic_hits, keyword_hits, settings.keyword_weight, similarities)
-        first = next(hit for hit in rescored if hit.row["id"] == fused[0].row["id"])
+        first = fused[0]
+        rescored = _scored(candidates_of_both, keyword_hits, settings.keyword_weight, similarities)
         first.score = max(first.score, rescored[0].score)
         fused = [first, *(hit for hit in rescored if hit is not first)]
     return fused[:limit]

@@ -92,7 +92,7 @@ async def _run_search(request: Request, tenant_id: UUID, search: SearchRequest, 
     # more query fetches the results' columns with their highlighted snippets.
     columns = queries.ID_ONLY if query else queries.RESULT_COLUMNS
     local_settings = {} if vector is None else queries.semantic_settings(settings.ef_search)
-    scope = paging.search_scope(search.model_dump(mode="json"))
+    scope = paging.search_scope(search)
     page = paging.requested_page(search.cursor, scope)
     if search.mode == "hybrid":
         page = page.with_candidates(max(search.limit, settings.hybrid_candidates))
