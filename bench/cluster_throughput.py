@@ -151,9 +151,11 @@ def _post_all(env: dict[str, str], creator: str, texts: list[str]) -> None:
 async def burst(env: dict[str, str], count: int) -> tuple[float, float, dict[str, float]]:
     """Seconds to send `count` DMs to one creator, seconds until all are clustered, CPU seconds by part."""
     labelled = [json.loads(line)["text"] for line in DATA.read_text().splitlines() if line.strip()]
-    # Distinct texts, so that each is embedded (the same text would reuse a stored vector).
-    texts = [f"{labelled[number % len(labelled)]} ({number // len(labelled)})" for number in range(count)]
-    creator = f"bench-burst-{uuid.uuid4().hex[:8]}"
+    # Distinct texts, in this run and from every earlier run, so that each is embedded: the same
+    # text would reuse a stored vector (the embedding cache).
+    run = uuid.uuid4().hex[:8]
+    texts = [f"{labelled[number % len(labelled)]} ({run} {number // len(labelled)})" for number in range(count)]
+    creator = f"bench-burst-{run}"
     before = cpu_seconds()
     started = time.perf_counter()
     await asyncio.to_thread(_post_all, env, creator, texts)
