@@ -12,7 +12,7 @@ under row-level security, on clustered 384-dimension unit vectors like `make ben
 - ivfflat: the same partition with an IVFFlat index instead (lists = rows / 1,000), probed with
   --probes lists and iterative scans.
 CHORUS_BENCH_VECTORS_1M=1 also measures segments at 1M documents, in `chorus_bench_vectors_1m`,
-which is built once (long) and kept.
+which is built once (long) and kept; --ef-search-1m 128,256 searches it at wider ef_search too.
 """
 
 from __future__ import annotations
@@ -294,7 +294,7 @@ def _figures(count: int, results: dict[str, dict[str, float]]) -> list[Figure]:
     return figures
 
 
-async def main(count: int, seal_rows: int, probes: int) -> None:
+async def main(count: int, seal_rows: int, probes: int, wider: list[int]) -> None:
     hnsw_settings = queries.semantic_settings(EF_SEARCH)
     corpus = await _prepare("chorus_bench_vectors", count, seal_rows, fresh=True)
     results: dict[str, dict[str, float]] = {}
@@ -316,9 +316,14 @@ async def main(count: int, seal_rows: int, probes: int) -> None:
         large = await _prepare("chorus_bench_vectors_1m", 1_000_000, seal_rows, fresh=False)
         try:
             details["segments_1m"] = await _mode(large, "segments 1M", hnsw_settings, keep=True)
+            figures += _figures(1_000_000, {"segments": details["segments_1m"]})  # type: ignore[dict-item]
+            for ef_search in wider:
+                p50, p99, recall = await _search(large, queries.semantic_settings(ef_search))
+                print(f"segments 1M, ef_search {ef_search}: p50 {p50:.2f} ms, p99 {p99:.2f} ms, recall@10 {recall:.3f}")
+                figures += [Figure(f"segments 1M, ef_search {ef_search}: search p50", p50, "ms"),
+                            Figure(f"segments 1M, ef_search {ef_search}: recall@10", recall, "")]  # fmt: skip
         finally:
             await large.pool.close()
-        figures += _figures(1_000_000, {"segments": details["segments_1m"]})  # type: ignore[dict-item]
     report("vectors", figures, details)
 
 
@@ -327,5 +332,9 @@ if __name__ == "__main__":
     parser.add_argument("--vectors", type=int, default=100_000)
     parser.add_argument("--seal-rows", type=int, default=SegmentPolicy().seal_rows)
     parser.add_argument("--probes", type=int, default=10)
+    parser.add_argument(
+        "--ef-search-1m", default="", help="more ef_search values (comma-separated) to search the 1M corpus with"
+    )
     arguments = parser.parse_args()
-    asyncio.run(main(arguments.vectors, arguments.seal_rows, arguments.probes))
+    wider = [int(value) for value in arguments.ef_search_1m.split(",") if value.strip()]
+    asyncio.run(main(arguments.vectors, arguments.seal_rows, arguments.probes, wider))
