@@ -8,7 +8,7 @@ from uuid import UUID
 import numpy as np
 import pytest
 
-from services.cluster.rehoming import plan_moves
+from services.cluster.rehoming import Vectors, plan_moves
 
 A = UUID("00000000-0000-0000-0000-00000000000a")
 B = UUID("00000000-0000-0000-0000-00000000000b")
@@ -139,3 +139,32 @@ def test_a_member_with_no_other_cluster_near_stays() -> None:
     x, y = member(1, A, 1, 0), member(2, A, 0, 1)
     sums, counts = totals(x, y)
     assert plan_moves(sums, counts, [x, y], threshold=0.0) == []
+
+
+def test_vectors_kept_in_blocks_give_the_moves_of_vectors_stacked_in_order() -> None:
+    # The cluster service keeps each cluster's members as a block and passes the order that
+    # interleaves them (services/cluster/assignment.py): the moves must be those of one matrix.
+    rng = np.random.default_rng(3)
+    centres = {A: rng.normal(size=8), B: rng.normal(size=8), C: rng.normal(size=8)}
+    blocks = {
+        cluster: [member(10 * index + number, cluster, *(centres[other] + rng.normal(size=8)))
+                  for number, other in enumerate([A, B, C, A, B, C, A])]
+        for index, cluster in enumerate([A, B, C], start=1)
+    }  # fmt: skip
+    everyone = [one for members in blocks.values() for one in members]
+    order = rng.permutation(len(everyone))
+    in_order = [everyone[index] for index in order]
+    sums, counts = totals(*everyone)
+    stacked = plan_moves(sums, counts, in_order, threshold=0.2)
+    place = {cluster: number for number, cluster in enumerate(sums)}
+    kept = plan_moves(
+        sums,
+        counts,
+        in_order,
+        threshold=0.2,
+        vectors=Vectors([np.stack([one.vector for one in members]) for members in blocks.values()], order),
+        owners=np.array([place[one.cluster_id] for one in everyone])[order],
+    )
+    assert len(stacked) >= 2, "the case must move members for the comparison to mean anything"
+    assert [(move.member, move.target) for move in kept] == [(move.member, move.target) for move in stacked]
+    assert [move.similarity for move in kept] == pytest.approx([move.similarity for move in stacked])
