@@ -200,8 +200,13 @@ def main(model_texts: int, capacity_texts: int) -> None:
         Figure("offline ARI, int8", scores["ari_int8"], "", "within 2 % of fp32"),
         Figure("recall@10 of int8 against fp32 neighbours", scores["recall_at_10_int8_vs_fp32"], ""),
     ]
-    details: dict[str, Any] = {"model_texts": model_texts, "capacity_texts": capacity_texts, "batch": BATCH, "threads": 2,
-                               "torch_python": os.environ.get("CHORUS_TORCH_PYTHON", sys.executable)}  # fmt: skip
+    details: dict[str, Any] = {
+        "model_texts": model_texts,
+        "capacity_texts": capacity_texts,
+        "batch": BATCH,
+        "threads": 2,
+        "torch_python": os.environ.get("CHORUS_TORCH_PYTHON", sys.executable),
+    }
     report("embed", figures, details)
 
 
