@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from collections.abc import Sequence
@@ -13,6 +14,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import InvalidReplicationFactorError, KafkaError, TopicAlreadyExistsError, for_code
 
+from shared.retry import Backoff
 from shared.settings import CommonSettings
 from shared.topics import Topic
 
@@ -83,15 +85,17 @@ async def ensure_topics(
     """
     config = config or TopicConfig()
     deadline = time.monotonic() + within
-    while True:
+    backoff = Backoff(first=0.2, cap=2.0)
+    for attempt in itertools.count(1):
         try:
             await _create_missing(bootstrap, topics, prefix, config)
-            return [topic.full_name(prefix) for topic in topics]
+            break
         except (KafkaError, TimeoutError) as error:
             if not _fixed_by_waiting(error) or time.monotonic() > deadline:
                 raise
             log.info("Kafka is not ready to create topics yet", extra={"error": repr(error)})
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(backoff.delay(attempt))
+    return [topic.full_name(prefix) for topic in topics]
 
 
 def _fixed_by_waiting(error: Exception) -> bool:

@@ -59,12 +59,7 @@ async def test_a_topic_the_broker_refuses_is_an_error_once_waiting_cannot_help(k
     prefix = f"t{uuid.uuid4().hex[:8]}."
     with pytest.raises(InvalidReplicationFactorError, match=f"{prefix}chorus.docs"):
         await ensure_topics(kafka_bootstrap, [DOCS], prefix, TopicConfig(replication_factor=3), within=1.0)
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
-    await admin.start()
-    try:
-        assert DOCS.full_name(prefix) not in await admin.list_topics()
-    finally:
-        await admin.close()
+    assert DOCS.full_name(prefix) not in await _topics_on(kafka_bootstrap)
 
 
 async def test_ensure_topics_creates_what_is_missing_and_keeps_what_exists(kafka_bootstrap: str) -> None:
@@ -73,9 +68,13 @@ async def test_ensure_topics_creates_what_is_missing_and_keeps_what_exists(kafka
     again = await ensure_topics(kafka_bootstrap, ALL_TOPICS, prefix, TopicConfig(partitions=2))
     assert first == [DOCS.full_name(prefix)]
     assert again == [topic.full_name(prefix) for topic in ALL_TOPICS]
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    assert set(again) <= await _topics_on(kafka_bootstrap)
+
+
+async def _topics_on(bootstrap: str) -> set[str]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
-        assert set(again) <= set(await admin.list_topics())
+        return set(await admin.list_topics())
     finally:
         await admin.close()
