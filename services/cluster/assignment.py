@@ -57,8 +57,48 @@ class _Stack:
 
     members: list[Placed]
     vectors: np.ndarray
+    squares: np.ndarray  # the vectors' squared norms
     times: np.ndarray
     message_ids: np.ndarray
+
+    @classmethod
+    def of(cls, members: list[Placed]) -> _Stack:
+        vectors = np.stack([member.vector for member in members])
+        return cls(
+            members,
+            vectors,
+            rehoming.squares_of(vectors),
+            np.array([member.message.microseconds for member in members], dtype=np.int64),
+            np.array([member.message.message_id for member in members], dtype=str),
+        )
+
+    def with_member(self, placed: Placed) -> _Stack:
+        """The stack with `placed` at its end: a member joining costs one row, not a new stack."""
+        return _Stack(
+            [*self.members, placed],
+            np.vstack((self.vectors, placed.vector)),
+            np.append(self.squares, rehoming.squares_of(placed.vector[np.newaxis, :])),
+            np.append(self.times, placed.message.microseconds),
+            np.append(self.message_ids, placed.message.message_id),
+        )
+
+
+class _InOrder:
+    """The members of several stacks in an order of all their rows (a lexsort's), found by place:
+    re-homing reads only the members that move, so no list of everyone is made."""
+
+    def __init__(self, stacks: list[_Stack], order: np.ndarray) -> None:
+        self.stacks = stacks
+        self.order = order
+        self.starts = np.cumsum([0, *(len(stack.members) for stack in stacks)])
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def __getitem__(self, index: int) -> Placed:
+        row = int(self.order[index])
+        block = int(np.searchsorted(self.starts, row, side="right")) - 1
+        return self.stacks[block].members[row - int(self.starts[block])]
 
 
 @dataclass
@@ -222,15 +262,12 @@ class Batch:
         near = self._ranked(changed.total / changed.size, self.rules.rehome_clusters)
         small = [cluster for cluster in near if cluster.complete and cluster.size <= self.rules.rehome_most_members]
         stacks = [self._stacked(cluster) for cluster in small]
-        gathered: list[Placed] = []
+        gathered: rehoming.Members[Placed] = []
         vectors = owners = None
         if stacks:
-            # In the order of their messages (Message.order), as the records came.
-            order = np.lexsort((np.concatenate([stack.message_ids for stack in stacks]),
-                                np.concatenate([stack.times for stack in stacks])))  # fmt: skip
-            everyone = [member for stack in stacks for member in stack.members]
-            gathered = [everyone[index] for index in order.tolist()]
-            vectors = rehoming.Vectors([stack.vectors for stack in stacks], order)
+            order = _in_message_order(stacks)
+            gathered = _InOrder(stacks, order)
+            vectors = rehoming.Vectors([stack.vectors for stack in stacks], order, [stack.squares for stack in stacks])
             place = {cluster.id: number for number, cluster in enumerate(near)}
             owners = np.concatenate(
                 [np.full(len(stack.members), place[cluster.id]) for cluster, stack in zip(small, stacks, strict=True)]
@@ -251,13 +288,7 @@ class Batch:
 
     def _stacked(self, cluster: _Cluster) -> _Stack:
         if cluster.stacked is None:
-            members = [self.members[member] for member in cluster.members]
-            cluster.stacked = _Stack(
-                members,
-                np.stack([member.vector for member in members]),
-                np.array([member.message.microseconds for member in members], dtype=np.int64),
-                np.array([member.message.message_id for member in members], dtype=str),
-            )
+            cluster.stacked = _Stack.of([self.members[member] for member in cluster.members])
         return cluster.stacked
 
     def _nearest(self, vector: np.ndarray) -> tuple[UUID, float] | None:
@@ -285,7 +316,8 @@ class Batch:
         cluster.total = placed.vector.copy() if cluster.size == 0 else cluster.total + placed.vector
         cluster.size += 1
         cluster.members.add(placed.message.id)
-        cluster.stacked = None
+        if cluster.stacked is not None:
+            cluster.stacked = cluster.stacked.with_member(placed)
         self.touched.add(cluster.id)
         self.open_sums.changed(cluster.id)
 
@@ -317,6 +349,16 @@ class Batch:
             row = (cluster_id, cluster.size, (cluster.total / cluster.size).astype(np.float32))
             (changes.new_clusters if cluster.new else changes.changed_clusters).append(row)
         return changes
+
+
+def _in_message_order(stacks: list[_Stack]) -> np.ndarray:
+    """The order of the stacks' rows by their messages' order (Message.order), as the records came:
+    by time, and by message id where times are equal (rare, and slower to sort: ids are text)."""
+    times = np.concatenate([stack.times for stack in stacks])
+    order: np.ndarray = np.argsort(times, kind="stable")
+    if np.any(np.diff(times[order]) == 0):
+        order = np.lexsort((np.concatenate([stack.message_ids for stack in stacks]), times))
+    return order
 
 
 def _unit(vector: np.ndarray) -> np.ndarray:

@@ -21,6 +21,16 @@ class Member(Protocol):
 
 
 M = TypeVar("M", bound=Member)
+M_co = TypeVar("M_co", bound=Member, covariant=True)
+
+
+class Members(Protocol[M_co]):
+    """The members of a neighbourhood in their order, found by place: a list, or a view that
+    finds a member only when it is asked for (re-homing asks for those that move)."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int) -> M_co: ...
 
 
 @dataclass(frozen=True)
@@ -40,6 +50,8 @@ class Vectors:
 
     blocks: Sequence[np.ndarray]
     order: np.ndarray
+    # Each block's squared norms (`squares_of`), where the caller keeps them too.
+    squares: Sequence[np.ndarray] | None = None
 
     @classmethod
     def stacked(cls, vectors: np.ndarray) -> Vectors:
@@ -53,8 +65,8 @@ class Vectors:
         return ordered
 
     def squared_norms(self) -> np.ndarray:
-        squares: np.ndarray = np.concatenate([np.einsum("ij,ij->i", block, block) for block in self.blocks])
-        ordered: np.ndarray = squares[self.order]
+        blocks = self.squares if self.squares is not None else [squares_of(block) for block in self.blocks]
+        ordered: np.ndarray = np.concatenate(blocks)[self.order]
         return ordered
 
     def of(self, index: int) -> np.ndarray:
@@ -68,10 +80,16 @@ class Vectors:
         raise IndexError(index)
 
 
+def squares_of(vectors: np.ndarray) -> np.ndarray:
+    """Each row's squared norm."""
+    squares: np.ndarray = np.einsum("ij,ij->i", vectors, vectors)
+    return squares
+
+
 def plan_moves(
     sums: Mapping[UUID, np.ndarray],
     counts: Mapping[UUID, int],
-    members: Sequence[M],
+    members: Members[M],
     threshold: float,
     vectors: Vectors | None = None,
     owners: np.ndarray | None = None,
@@ -96,14 +114,15 @@ def plan_moves(
     rank[sorted(range(len(clusters)), key=lambda index: str(clusters[index]))] = np.arange(len(clusters))
     totals = np.stack([np.asarray(sums[cluster], dtype=np.float64) for cluster in clusters])
     sizes = np.array([counts[cluster] for cluster in clusters], dtype=np.float64)
+    everyone = [members[index] for index in range(len(members))] if vectors is None or owners is None else []
     if vectors is None:
-        vectors = Vectors.stacked(np.stack([np.asarray(member.vector, dtype=np.float64) for member in members]))
+        vectors = Vectors.stacked(np.stack([np.asarray(member.vector, dtype=np.float64) for member in everyone]))
     # Every member's dot product with every cluster's sum, kept current as members move: a move
     # changes two columns by the mover's dot products with the members. Members are judged all at
     # once up to the first that moves, then again from the one after it (moves are few).
     dots = vectors.dots(totals.T)
     own_dots = vectors.squared_norms()
-    owns = np.array([position[member.cluster_id] for member in members]) if owners is None else owners
+    owns = np.array([position[member.cluster_id] for member in everyone]) if owners is None else owners
     rows = np.arange(len(members))
     moves: list[Move[M]] = []
     start = 0

@@ -7,7 +7,9 @@ from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 import numpy as np
+import pytest
 
+from services.cluster import assignment
 from services.cluster.assignment import Batch, Rules
 from services.cluster.store import Message, StoredCluster, StoredMember
 
@@ -96,3 +98,43 @@ def test_an_actioned_cluster_keeps_its_member_and_takes_no_new_one() -> None:
     changes = batch.changes()
     assert [cluster_id for cluster_id, _, _ in changes.new_clusters] != [cluster.id]
     assert not changes.changed_clusters and not changes.deleted_members
+
+
+def _memberships(rules: Rules, count: int, seed: int) -> list[tuple[str, UUID, float | None]]:
+    """Apply `count` messages near three directions to a new batch, many of them sent in the same
+    minute, and list where each one ended up."""
+    ids = _ids()
+    batch = Batch(rules, [], [], set(), new_id=lambda: UUID(int=next(ids)))
+    rng = np.random.default_rng(seed)
+    directions = rng.normal(size=(3, 8))
+    for number in range(count):
+        vector = directions[rng.integers(3)] + rng.normal(scale=0.9, size=8)
+        sent = START + timedelta(minutes=int(rng.integers(5)))
+        batch.apply(Message(UUID(int=10_000 + number), f"m{number}", f"c{number}", sent, b"h", False), vector, b"h",
+                    delete=False)  # fmt: skip
+    members = batch.members.values()
+    return sorted((placed.message.message_id, placed.cluster_id, placed.similarity) for placed in members)
+
+
+def test_stacks_grown_a_member_at_a_time_re_home_as_stacks_built_afresh(monkeypatch: pytest.MonkeyPatch) -> None:
+    rules = Rules(threshold=0.3, rehome_clusters=6, rehome_most_members=100)
+    grown = _memberships(rules, 300, seed=5)
+    # Built afresh: a member joining drops its cluster's stack, which is stacked again when needed.
+    monkeypatch.setattr(assignment._Stack, "with_member", lambda stack, placed: None)
+    afresh = _memberships(rules, 300, seed=5)
+    assert len({cluster for _, cluster, _ in grown}) > 1, "the case must make several clusters"
+    assert grown == afresh
+
+
+def test_members_are_put_in_the_order_of_their_messages_also_when_times_tie() -> None:
+    rng = np.random.default_rng(3)
+    for distinct_times in (10_000, 3):  # unique times, then many ties broken by the message id
+        stacks = []
+        for size in (5, 7, 4):
+            times = rng.integers(distinct_times, size=size)
+            ids = np.array([f"m{rng.integers(1000)}" for _ in range(size)], dtype=str)
+            stacks.append(assignment._Stack([], np.zeros((size, 2)), np.zeros(size), times, ids))
+        times = np.concatenate([stack.times for stack in stacks])
+        ids = np.concatenate([stack.message_ids for stack in stacks])
+        expected = np.lexsort((ids, times))
+        assert assignment._in_message_order(stacks).tolist() == expected.tolist()
