@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from bench.cpu import cpu_seconds, used_since
+from bench.cpu import cpu_seconds, settle, used_since
 from bench.report import Figure, demo_env, poll_demo_tenant, report
 from bench.webhooks import direct_message, webhook_headers
 from shared import topics
@@ -169,6 +169,7 @@ async def burst(env: dict[str, str], count: int) -> tuple[float, float, dict[str
 
 async def main(alone_count: int, burst_count: int) -> None:
     env = demo_env()
+    settled = await asyncio.to_thread(settle)
     rate, alone_cpu = await cluster_alone(env, alone_count)
     sent, elapsed, burst_cpu = await burst(env, burst_count)
     per_event = {part: seconds / burst_count * 1000 for part, seconds in sorted(burst_cpu.items())}
@@ -185,7 +186,8 @@ async def main(alone_count: int, burst_count: int) -> None:
         "cluster_throughput",
         figures,
         {"alone_messages": alone_count, "burst_messages": burst_count, "alone_topics": TOPICS,
-         "alone_cpu_seconds": alone_cpu, "burst_cpu_seconds": burst_cpu, "senders": SENDERS},
+         "alone_cpu_seconds": alone_cpu, "burst_cpu_seconds": burst_cpu, "senders": SENDERS,
+         "settled_seconds": settled},
     )  # fmt: skip
 
 

@@ -7,6 +7,7 @@ whose pooled connection closed) takes its seconds with it, so the figures are a 
 from __future__ import annotations
 
 import os
+import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -53,3 +54,34 @@ def used_since(before: dict[int, tuple[str, float]]) -> dict[str, float]:
 
 def _part(command: str) -> str | None:
     return next((part for marker, part in PARTS if marker in command), None)
+
+
+def machine_busy(seconds: float = 1.0) -> float:
+    """The share of all the machine's CPU time spent busy over the next `seconds` (0 to 1)."""
+    first = _cpu_times()
+    time.sleep(seconds)
+    second = _cpu_times()
+    total = sum(second) - sum(first)
+    idle = (second[3] + second[4]) - (first[3] + first[4])  # idle and iowait
+    return 1.0 - idle / total if total > 0 else 0.0
+
+
+def settle(most_busy: float = 0.15, within: float = 180.0) -> float:
+    """Wait until the machine is at most `most_busy` busy over a second, so a latency figure does not
+    measure what an earlier benchmark left running (segment builds and merges, vacuum, a backlog);
+    returns the seconds waited. After `within` seconds it goes on and says so."""
+    started = time.monotonic()
+    while (busy := machine_busy()) > most_busy:
+        if time.monotonic() - started > within:
+            print(f"the machine is still {busy:.0%} busy after {within:.0f} s; measuring anyway", flush=True)
+            break
+    waited = time.monotonic() - started
+    if waited > 1.5:
+        print(f"waited {waited:.0f} s for the machine to settle", flush=True)
+    return waited
+
+
+def _cpu_times() -> list[int]:
+    """The machine's CPU time in ticks by kind (user, nice, system, idle, iowait, ...), from /proc/stat."""
+    with open("/proc/stat") as stat:
+        return [int(value) for value in stat.readline().split()[1:]]

@@ -25,7 +25,7 @@ import uuid
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
-from bench.cpu import cpu_seconds, used_since
+from bench.cpu import cpu_seconds, settle, used_since
 from bench.report import Figure, demo_env, median, percentile, poll_demo_tenant, report
 from bench.webhooks import direct_message, webhook_headers
 from shared.db import create_pool, tenant_transaction
@@ -145,6 +145,7 @@ async def main(rate: float, duration: float, creators: int, replica: bool) -> No
     env = demo_env()
     if replica and "CHORUS_SEARCH_DATABASE_URL" not in env:
         raise SystemExit("--replica: the stack has no replica; start it with `chorus up --postgres-replica`")
+    settled = await asyncio.to_thread(settle)
     run = uuid.uuid4().hex[:8]
     sent: dict[str, datetime] = {}
     cpu_before, started = cpu_seconds(), time.perf_counter()
@@ -185,6 +186,7 @@ async def main(rate: float, duration: float, creators: int, replica: bool) -> No
             "seconds_until_all_searchable": elapsed,
             "cores": os.cpu_count(),
             "replica": replica,
+            "settled_seconds": settled,
         },
     )
 
