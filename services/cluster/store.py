@@ -165,7 +165,7 @@ async def add_member(
     vector: np.ndarray,
     content_hash: bytes,
 ) -> None:
-    # The member's words feed its cluster's label (migration 0010 counts them by trigger).
+    # The member's words feed its cluster's label (migrations 0010 and 0015 count them by trigger).
     await db.execute(
         "INSERT INTO cluster_members (tenant_id, cluster_id, message_id, channel_cid, similarity, embedding, "
         "content_hash, message_created_at, words) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, "
@@ -201,7 +201,7 @@ async def write_changes(db: asyncpg.Connection, tenant_id: UUID, creator_id: str
             [placed.similarity for placed in changes.moved_members],
         )
     if changes.new_members:
-        # The member's words feed its cluster's label (migration 0010 counts them by trigger).
+        # The member's words feed its cluster's label (migration 0015 counts a statement's at once).
         new = changes.new_members
         await db.execute(
             """

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from services.cluster import labels, store
+from services.cluster.assignment import Changes, Placed
 from services.cluster.labels import Term, choose_label
 from shared import clusters
 from shared.db import tenant_transaction
@@ -197,6 +198,36 @@ async def test_the_counts_equal_the_members_after_random_joins_moves_leaves_and_
                 await db.execute("UPDATE clusters SET status = 'actioned' WHERE id = $1", rng.choice(live))
             assert await db.fetchval(COUNTS_DRIFT) == 0, f"cluster_terms drifted at step {step}"
             assert await db.fetchval(CREATOR_DRIFT) == 0, f"creator_terms drifted at step {step}"
+
+
+@pytest.mark.integration
+async def test_members_inserted_in_one_statement_are_counted_as_one_at_a_time(
+    pool: asyncpg.Pool, tenant: Tenant
+) -> None:
+    async with tenant_transaction(pool, tenant.id) as db:
+        members = Members(db, tenant.id)
+        tour, _ = await members.join("tour dates please")
+        actioned, _ = await members.join("vinyl restock")
+        await db.execute("UPDATE clusters SET status = 'actioned' WHERE id = $1", actioned)
+        fresh = await store.open_cluster(db, tenant.id, CREATOR)
+        joining = [("Refunds, refund!", fresh), ("tours dates in berlin?", tour), ("tour merch", tour),
+                   ("refund now", fresh), ("vinyl again", actioned), ("tour refund", fresh)]  # fmt: skip
+        placed = []
+        for text, cluster_id in joining:
+            message = await members.message(text)
+            placed.append(Placed(message, cluster_id, message.channel_cid, members.vector, b"h", None, stored=False))
+        # The cluster service's write: the batch's members in one INSERT.
+        await store.write_changes(db, tenant.id, CREATOR, Changes(new_members=placed))
+        assert await db.fetchval(COUNTS_DRIFT) == 0
+        assert await db.fetchval(CREATOR_DRIFT) == 0
+        counts = dict(await db.fetch("SELECT term, members FROM cluster_terms WHERE cluster_id = $1", fresh))
+        assert counts == {"refund": 3, "tour": 1}, "a stem counts once a member, however often the member says it"
+        assert await db.fetchval("SELECT word FROM cluster_terms WHERE cluster_id = $1 AND term = 'refund'", fresh) == (
+            "refunds"
+        ), "a new stem is shown in the earliest message's form"
+        stale = await db.fetch("SELECT cluster_id FROM cluster_labels WHERE stale AND cluster_id = ANY($1::uuid[])",
+                               [tour, actioned, fresh])  # fmt: skip
+        assert {row["cluster_id"] for row in stale} == {tour, actioned, fresh}
 
 
 async def _open_of(db: asyncpg.Connection, cluster_id: UUID, creator: str) -> bool:
