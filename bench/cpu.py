@@ -66,18 +66,21 @@ def machine_busy(seconds: float = 1.0) -> float:
     return 1.0 - idle / total if total > 0 else 0.0
 
 
-def settle(most_busy: float = 0.15, within: float = 180.0) -> float:
-    """Wait until the machine is at most `most_busy` busy over a second, so a latency figure does not
-    measure what an earlier benchmark left running (segment builds and merges, vacuum, a backlog);
-    returns the seconds waited. After `within` seconds it goes on and says so."""
+def settle(most_busy: float = 0.15, quiet_seconds: int = 5, within: float = 240.0) -> float:
+    """Wait until the machine has been at most `most_busy` busy for `quiet_seconds` seconds in a row, so
+    a latency figure does not measure what an earlier benchmark left running (segment builds and
+    merges, which come every few seconds, vacuum, a backlog); returns the seconds waited. After
+    `within` seconds it goes on and says so."""
     started = time.monotonic()
-    while (busy := machine_busy()) > most_busy:
-        if time.monotonic() - started > within:
-            print(f"the machine is still {busy:.0%} busy after {within:.0f} s; measuring anyway", flush=True)
+    quiet = 0
+    while quiet < quiet_seconds:
+        busy = machine_busy()
+        quiet = quiet + 1 if busy <= most_busy else 0
+        if quiet < quiet_seconds and time.monotonic() - started > within:
+            print(f"the machine was {busy:.0%} busy {within:.0f} s on; measuring anyway", flush=True)
             break
     waited = time.monotonic() - started
-    if waited > 1.5:
-        print(f"waited {waited:.0f} s for the machine to settle", flush=True)
+    print(f"waited {waited:.0f} s for the machine to settle", flush=True)
     return waited
 
 
