@@ -84,9 +84,11 @@ async def refresh_labels(db: asyncpg.Connection, batch: int = BATCH) -> int:
     """Choose the stale labels of the transaction's tenant, the longest stale first, `batch` at
     most; returns how many were looked at.
 
-    The counts they come from are current (migration 0010's triggers keep them as members join,
-    move and leave). A label is written only if its cluster did not change again meanwhile:
-    then it stays stale, for the next round.
+    The counts they come from are current (migrations 0010 and 0015's triggers keep them as members
+    join, move and leave). A label is written only if its cluster did not change again meanwhile,
+    and only if no writer holds its row now (a member joining marks it stale): then it stays stale,
+    for the next round. The labeller never waits for a writer, so the two cannot wait for each other
+    (they did: a writer marks labels stale in its own order, the labeller wrote them in another).
     """
     stale = await db.fetch(
         """
@@ -136,6 +138,8 @@ async def refresh_labels(db: asyncpg.Connection, batch: int = BATCH) -> int:
         UPDATE cluster_labels l SET label = chosen.label, labelled_size = chosen.size, stale = false
         FROM unnest($1::uuid[], $2::text[], $3::int[], $4::timestamptz[]) AS chosen(cluster_id, label, size, changed_at)
         WHERE l.cluster_id = chosen.cluster_id AND l.changed_at = chosen.changed_at
+          AND l.cluster_id IN (SELECT cluster_id FROM cluster_labels WHERE cluster_id = ANY($1::uuid[])
+                               FOR UPDATE SKIP LOCKED)
         """,
         *(list(column) for column in zip(*chosen, strict=True)),
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import random
@@ -228,6 +229,26 @@ async def test_members_inserted_in_one_statement_are_counted_as_one_at_a_time(
         stale = await db.fetch("SELECT cluster_id FROM cluster_labels WHERE stale AND cluster_id = ANY($1::uuid[])",
                                [tour, actioned, fresh])  # fmt: skip
         assert {row["cluster_id"] for row in stale} == {tour, actioned, fresh}
+
+
+@pytest.mark.integration
+async def test_the_labeller_passes_over_a_label_a_writer_holds_instead_of_waiting(
+    pool: asyncpg.Pool, tenant: Tenant
+) -> None:
+    async with tenant_transaction(pool, tenant.id) as db:
+        cluster_id, _ = await Members(db, tenant.id).join("tour dates please")
+    async with tenant_transaction(pool, tenant.id) as writer:
+        joining = Members(writer, tenant.id)
+        joining.numbers = itertools.count(1)  # the first message was number 0
+        await joining.join("tour dates for europe?", cluster_id)  # holds the label's row until the commit
+        async with tenant_transaction(pool, tenant.id) as db:
+            looked_at = await asyncio.wait_for(labels.refresh_labels(db), timeout=5)
+        assert looked_at == 1
+    async with tenant_transaction(pool, tenant.id) as db:
+        row = await db.fetchrow("SELECT label, stale FROM cluster_labels WHERE cluster_id = $1", cluster_id)
+        assert row["stale"] and row["label"] is None, "passed over: labelled in a later round"
+        await labels.refresh_labels(db)
+        assert await db.fetchval("SELECT label FROM cluster_labels WHERE cluster_id = $1", cluster_id) == "tour dates"
 
 
 async def _open_of(db: asyncpg.Connection, cluster_id: UUID, creator: str) -> bool:

@@ -243,3 +243,33 @@ async def test_one_keeper_of_several_leads_and_keeps_the_segments_in_the_backgro
         other.release()
     states = dict(await _partitions(upkeep))
     assert sorted(states.values()) == ["growing", "indexed", "indexed"], states
+
+
+async def test_a_seal_does_not_wait_in_a_cycle_with_a_writer_of_documents(
+    pool: asyncpg.Pool, tenant_id: UUID, upkeep: asyncpg.Connection
+) -> None:
+    # A writer as ingest's normalizer is one: it has stored a row that refers to its tenant (which
+    # holds a lock on tenants) and is about to store a document.
+    async with tenant_transaction(pool, tenant_id) as writer:
+        await writer.execute(
+            "INSERT INTO streamchat_messages (tenant_id, message_id, creator_id, channel_cid, direction, text, "
+            "message_created_at) VALUES ($1, 'm-1', 'creator', 'messaging:fan-1', 'inbound', 'hello', now())",
+            tenant_id,
+        )
+        sealing = asyncio.ensure_future(upkeep.fetchval("SELECT chorus_vector_seal(0)"))
+        await asyncio.sleep(0.3)  # the seal has taken what it takes before the writer goes on
+        await writer.execute(
+            "INSERT INTO documents (tenant_id, source, content_type, doc_key, text, content_hash) "
+            "VALUES ($1, 'test', 'text', 'doc-1', 'hello', '\\x01')",
+            tenant_id,
+        )
+    # Before migration 0016 the seal waited for tenants while holding documents, the writer waited
+    # for documents: Postgres broke the cycle after a second by failing one of them.
+    sealed = await asyncio.wait_for(sealing, timeout=10)
+    assert sealed is not None
+    assert [state for _, state in await _partitions(upkeep)].count("growing") == 1
+    # The new growing partition has the parent's foreign keys: deleting a document takes its vectors.
+    [document] = await _write(pool, tenant_id, _vectors(1, seed=9), 5_000)
+    async with tenant_transaction(pool, tenant_id) as db:
+        await db.execute("DELETE FROM documents WHERE id = $1", document)
+        assert await db.fetchval("SELECT count(*) FROM document_embeddings WHERE document_id = $1", document) == 0
