@@ -84,8 +84,8 @@ class _Stack:
 
 
 class _InOrder:
-    """The members of several stacks in an order of all their rows (a lexsort's), found by place:
-    re-homing reads only the members that move, so no list of everyone is made."""
+    """The members of several stacks in an order of all their rows (`_in_message_order`'s), found by
+    place: re-homing reads only the members that move, so no list of everyone is made."""
 
     def __init__(self, stacks: list[_Stack], order: np.ndarray) -> None:
         self.stacks = stacks
