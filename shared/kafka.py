@@ -20,6 +20,18 @@ from shared.topics import Topic
 
 log = logging.getLogger(__name__)
 
+# The most a producer puts in one request to a partition. aiokafka's default (16 KiB) holds about
+# six embedded documents (a vector is 2 KiB of base64), and aiokafka sends a broker one request at
+# a time: a fetch's announcements went out in about a hundred. Below the broker's 1 MiB limit.
+PRODUCER_BATCH_BYTES = 512 * 1024
+
+# How long the broker may hold a fetch that finds no new records. aiokafka keeps one fetch in
+# flight per broker and leaves out of it the partitions whose records it still holds, so once an
+# agent takes those records, new records of the same partitions wait for the fetch in flight (the
+# other partitions', idle) to come back: with the default 500 ms, up to half a second per stage.
+# The cost is an idle consumer's fetch every 100 ms.
+FETCH_MAX_WAIT_MS = 100
+
 
 def create_producer(bootstrap: str) -> AIOKafkaProducer:
     """A producer whose send is acknowledged only once every in-sync replica has the record."""
@@ -28,6 +40,7 @@ def create_producer(bootstrap: str) -> AIOKafkaProducer:
         acks="all",
         enable_idempotence=True,
         linger_ms=5,
+        max_batch_size=PRODUCER_BATCH_BYTES,
     )
 
 
@@ -40,6 +53,7 @@ def create_consumer(bootstrap: str, group_id: str, *topics: str) -> AIOKafkaCons
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         isolation_level="read_committed",
+        fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
     )
 
 
