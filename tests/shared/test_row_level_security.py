@@ -1,3 +1,5 @@
+import json
+from typing import Any
 from uuid import UUID
 
 import asyncpg
@@ -188,3 +190,41 @@ async def test_the_services_role_cannot_bypass_row_level_security(
             await connection.fetchval("SELECT count(*) FROM documents")
         with pytest.raises(asyncpg.InsufficientPrivilegeError):
             await connection.fetchval("SELECT count(*) FROM chorus_meta.schema_migrations")
+
+
+async def _add_documents(pool: asyncpg.Pool, tenant_id: UUID, count: int) -> list[UUID]:
+    async with tenant_transaction(pool, tenant_id) as db:
+        rows = await db.fetch(
+            "INSERT INTO documents (tenant_id, source, content_type, doc_key, text, content_hash) "
+            "SELECT $1, 'slack', 'event', 'doc-' || n, 'text ' || n, '\\x01' FROM generate_series(1, $2) AS n "
+            "RETURNING id",
+            tenant_id,
+            count,
+        )
+    return [row["id"] for row in rows]
+
+
+async def test_a_tenant_the_statistics_do_not_know_is_read_by_primary_key(
+    database: Database, pool: asyncpg.Pool
+) -> None:
+    """A tenant's first import happens before autovacuum analyzes its rows: its lookups by id must
+    not be planned as if the tenant had no documents (migration 0017)."""
+    known = await tenants.create_tenant(pool, "known")
+    await _add_documents(pool, known, 3000)
+    admin = await asyncpg.connect(database.admin_url)
+    try:
+        await admin.execute("ANALYZE documents")
+    finally:
+        await admin.close()
+    newcomer = await tenants.create_tenant(pool, "newcomer")
+    ids = await _add_documents(pool, newcomer, 3000)
+    async with tenant_transaction(pool, newcomer) as db:
+        plan = await db.fetchval("EXPLAIN (FORMAT JSON) SELECT id FROM documents WHERE id = ANY($1::uuid[])", ids[:128])
+        found = await db.fetchval("SELECT count(*) FROM documents WHERE id = ANY($1::uuid[])", ids[:128])
+    indexes = {node["Index Name"] for node in _plan_nodes(json.loads(plan)[0]["Plan"]) if "Index Name" in node}
+    assert indexes == {"documents_pkey"}
+    assert found == 128
+
+
+def _plan_nodes(node: dict[str, Any]) -> list[dict[str, Any]]:
+    return [node, *(child for plan in node.get("Plans", []) for child in _plan_nodes(plan))]
