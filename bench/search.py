@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import http.client
 import json
 import os
@@ -33,6 +32,7 @@ import numpy as np
 
 from bench.cpu import settle
 from bench.report import Figure, median, percentile, report
+from bench.segments import until_locked
 from launcher.stack.local import LocalStack, ensure_database, with_database
 from launcher.stack.processes import free_port, spawn, stop
 from services.search import queries as search_queries
@@ -114,11 +114,9 @@ async def _build(admin_url: str, tenant_id: uuid.UUID, vectors: np.ndarray, text
             await connection.execute(index["indexdef"])
         # The vectors landed in the growing segment (migration 0013): sealed and indexed in bulk,
         # as the embed service's upkeep would.
-        sealed = await connection.fetchval("SELECT chorus_vector_seal(0)")
+        sealed = await until_locked(connection, "SELECT chorus_vector_seal(0)")
         built = await connection.fetchval("SELECT chorus_vector_build($1::text[], 0::smallint)", [sealed])
-        while await connection.fetchval("SELECT count(*) FROM chorus_meta.vector_builds WHERE name = $1", built):
-            with contextlib.suppress(asyncpg.LockNotAvailableError):  # autovacuum on the sealed one
-                await connection.execute("SELECT chorus_vector_swap($1)", built)
+        await until_locked(connection, "SELECT chorus_vector_swap($1)", built)
         await connection.execute("ANALYZE documents; ANALYZE document_embeddings")
     finally:
         await connection.close()

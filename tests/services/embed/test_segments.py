@@ -31,16 +31,7 @@ def _vectors(count: int, seed: int) -> np.ndarray:
 async def _write(pool: asyncpg.Pool, tenant_id: UUID, vectors: np.ndarray, start: int) -> list[UUID]:
     """Documents numbered from `start` with these vectors, the way the embed service stores them."""
     async with tenant_transaction(pool, tenant_id) as db:
-        ids = [
-            await db.fetchval(
-                "INSERT INTO documents (tenant_id, source, content_type, doc_key, text, content_hash) "
-                "VALUES ($1, 'test', 'text', $2, $2, $3) RETURNING id",
-                tenant_id,
-                f"doc-{start + n}",
-                (start + n).to_bytes(4, "big"),
-            )
-            for n in range(len(vectors))
-        ]
+        ids = await _documents(db, tenant_id, start, len(vectors))
         hashes = [(start + n).to_bytes(4, "big") for n in range(len(vectors))]
         rows = [
             store.VectorRow(id_, 0, hash_, vector, False)
@@ -48,6 +39,20 @@ async def _write(pool: asyncpg.Pool, tenant_id: UUID, vectors: np.ndarray, start
         ]
         await store.write_vectors(db, rows, MODEL, DIMENSIONS)
     return ids
+
+
+async def _documents(db: asyncpg.Connection, tenant_id: UUID, start: int, count: int) -> list[UUID]:
+    """Documents numbered from `start`, each text's hash its number."""
+    return [
+        await db.fetchval(
+            "INSERT INTO documents (tenant_id, source, content_type, doc_key, text, content_hash) "
+            "VALUES ($1, 'test', 'text', $2, $2, $3) RETURNING id",
+            tenant_id,
+            f"doc-{start + n}",
+            (start + n).to_bytes(4, "big"),
+        )
+        for n in range(count)
+    ]
 
 
 async def _nearest(pool: asyncpg.Pool, tenant_id: UUID, vector: np.ndarray, limit: int = 5) -> list[UUID]:
@@ -273,3 +278,33 @@ async def test_a_seal_does_not_wait_in_a_cycle_with_a_writer_of_documents(
     async with tenant_transaction(pool, tenant_id) as db:
         await db.execute("DELETE FROM documents WHERE id = $1", document)
         assert await db.fetchval("SELECT count(*) FROM document_embeddings WHERE document_id = $1", document) == 0
+
+
+async def test_a_write_under_way_when_the_keeper_seals_stores_its_rows(
+    pool: asyncpg.Pool, tenant_id: UUID, upkeep: asyncpg.Connection
+) -> None:
+    async with tenant_transaction(pool, tenant_id) as db:
+        documents = await _documents(db, tenant_id, 0, 2)
+    async with tenant_transaction(pool, tenant_id) as writer:
+        # The embed service writes a batch of several tenants in one transaction. Once it has
+        # stored rows, it holds every lock its next insert needs, and Postgres rereads the table's
+        # partitions only when a transaction takes a new lock.
+        insert = await writer.prepare(
+            "INSERT INTO document_embeddings (document_id, tenant_id, model, dimensions, content_hash, embedding) "
+            "VALUES ($1, $2, $3, $4, $5, $6)"
+        )
+        vectors = _vectors(2, seed=5)
+        await insert.fetch(documents[0], tenant_id, MODEL, DIMENSIONS, (0).to_bytes(4, "big"), vectors[0])
+        sealing = asyncio.ensure_future(upkeep.fetchval("SELECT chorus_vector_seal(0)"))
+        await asyncio.sleep(0.05)
+        # Before migration 0018 the seal had committed here, and Postgres refused the next row: it
+        # named the new growing segment, a partition the writer's transaction did not know.
+        await insert.fetch(documents[1], tenant_id, MODEL, DIMENSIONS, (1).to_bytes(4, "big"), vectors[1])
+    try:
+        sealed = await asyncio.wait_for(sealing, timeout=10)
+    except asyncpg.LockNotAvailableError:
+        sealed = await upkeep.fetchval("SELECT chorus_vector_seal(0)")  # as the keeper's next step would
+    assert sealed is not None
+    async with tenant_transaction(pool, tenant_id) as db:
+        stored = await db.fetch("SELECT document_id FROM document_embeddings")
+    assert sorted(row["document_id"] for row in stored) == sorted(documents)
