@@ -32,7 +32,7 @@ import numpy as np
 
 from bench.cpu import settle
 from bench.report import Figure, median, percentile, report
-from bench.segments import until_locked
+from bench.segments import retry_while_locked
 from launcher.stack.local import LocalStack, ensure_database, with_database
 from launcher.stack.processes import free_port, spawn, stop
 from services.search import queries as search_queries
@@ -114,9 +114,9 @@ async def _build(admin_url: str, tenant_id: uuid.UUID, vectors: np.ndarray, text
             await connection.execute(index["indexdef"])
         # The vectors landed in the growing segment (migration 0013): sealed and indexed in bulk,
         # as the embed service's upkeep would.
-        sealed = await until_locked(connection, "SELECT chorus_vector_seal(0)")
+        sealed = await retry_while_locked(connection, "SELECT chorus_vector_seal(0)")
         built = await connection.fetchval("SELECT chorus_vector_build($1::text[], 0::smallint)", [sealed])
-        await until_locked(connection, "SELECT chorus_vector_swap($1)", built)
+        await retry_while_locked(connection, "SELECT chorus_vector_swap($1)", built)
         await connection.execute("ANALYZE documents; ANALYZE document_embeddings")
     finally:
         await connection.close()

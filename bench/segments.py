@@ -7,13 +7,18 @@ from typing import Any
 
 import asyncpg
 
+# A loader gives up after this many tries, 0.2 s apart.
+TRIES = 600
 
-async def until_locked(db: asyncpg.Connection, statement: str, *arguments: Any) -> Any:
-    """The value of a seal, build or swap, run until it gets its locks. Each waits at most 200 ms
-    for a lock and gives up, as the embed service's keeper expects (it tries again at its next
-    step); a loader has no next step, and right after it loads documents autovacuum holds them."""
-    while True:
+
+async def retry_while_locked(db: asyncpg.Connection, statement: str, *arguments: Any) -> Any:
+    """The value of a seal or swap, tried again while a lock it needs is busy. Each waits a moment
+    for its locks (its lock_timeout) and gives up, as the embed service's keeper expects: it tries
+    again at its next step. A loader has no next step, and right after it loads documents
+    autovacuum holds them for a while."""
+    for _ in range(TRIES):
         try:
             return await db.fetchval(statement, *arguments)
         except asyncpg.LockNotAvailableError:
             await asyncio.sleep(0.2)
+    raise SystemExit(f"{statement} did not get its locks in {TRIES * 0.2:.0f} s")

@@ -31,7 +31,7 @@ from pgvector import Vector
 
 from bench.report import Figure, percentile, report
 from bench.search import CENTRES, DIMENSIONS, near_centres, unit
-from bench.segments import until_locked
+from bench.segments import retry_while_locked
 from launcher.stack.local import LocalStack, ensure_database, with_database
 from services.embed import store
 from services.embed.segments import SegmentKeeper, SegmentPolicy
@@ -152,9 +152,9 @@ async def _load(admin_url: str, service_url: str, tenant_id: uuid.UUID, base: np
             )  # fmt: skip
             start += rows
             if tier >= 0:
-                sealed = await until_locked(upkeep, "SELECT chorus_vector_seal(0)")
+                sealed = await retry_while_locked(upkeep, "SELECT chorus_vector_seal(0)")
                 built = await upkeep.fetchval("SELECT chorus_vector_build($1::text[], $2::smallint)", [sealed], tier)
-                await until_locked(upkeep, "SELECT chorus_vector_swap($1)", built)
+                await retry_while_locked(upkeep, "SELECT chorus_vector_swap($1)", built)
         await owner.execute("ANALYZE documents; ANALYZE document_embeddings")
     finally:
         await owner.close()
@@ -222,12 +222,12 @@ async def _one_partition(corpus: Corpus) -> str:
     """Every vector merged into one indexed partition, which then takes the writes (as the owner)."""
     owner = await asyncpg.connect(corpus.admin_url)
     try:
-        await until_locked(owner, "SELECT chorus_vector_seal(0)")
+        await retry_while_locked(owner, "SELECT chorus_vector_seal(0)")
         names = await owner.fetch("SELECT name FROM chorus_meta.vector_partitions WHERE state <> 'growing'")
         built = await owner.fetchval(
             "SELECT chorus_vector_build($1::text[], 0::smallint)", [row["name"] for row in names]
         )
-        await until_locked(owner, "SELECT chorus_vector_swap($1)", built)
+        await retry_while_locked(owner, "SELECT chorus_vector_swap($1)", built)
         await owner.execute(
             "UPDATE chorus_meta.vector_partitions SET state = 'sealed' WHERE state = 'growing'; "
             f"UPDATE chorus_meta.vector_partitions SET state = 'growing' WHERE name = '{built}'; "

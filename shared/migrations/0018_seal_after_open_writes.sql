@@ -9,8 +9,12 @@
 -- relation document_embeddings found for row"; seen once in `make bench-vectors` with four
 -- writers, reproduced by tests/services/embed/test_segments.py). Holding SHARE on the table (ONLY:
 -- its partitions are not locked) until it commits, a seal waits for the open writes to commit, and
--- a write that locks the table after it reads the new partition. The seal waits at most its
--- lock_timeout (200 ms), as before, and otherwise tries again at the keeper's next step.
+-- a write that locks the table after it reads the new partition; vector writes that come meanwhile
+-- wait for the seal (a few milliseconds). It first takes what attaching takes of documents and
+-- tenants (SHARE ROW EXCLUSIVE, for the foreign keys the new partition clones): ingest stores a
+-- document and then deletes its stale vectors, so taking document_embeddings first would make the
+-- seal and ingest wait for each other. The seal waits at most its lock_timeout (200 ms) in all, as
+-- before, and otherwise tries again at the keeper's next step.
 
 CREATE OR REPLACE FUNCTION chorus_vector_seal(max_rows bigint) RETURNS text
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp SET lock_timeout = '200ms'
@@ -25,6 +29,7 @@ BEGIN
     IF stored < max_rows THEN
         RETURN NULL;
     END IF;
+    LOCK TABLE documents, tenants IN SHARE ROW EXCLUSIVE MODE;
     LOCK TABLE ONLY document_embeddings IN SHARE MODE;
     next_id := nextval('chorus_meta.vector_segment_ids');
     PERFORM chorus_vector_table('document_embeddings_s' || next_id, ARRAY[next_id]);

@@ -132,6 +132,22 @@ async def test_every_table_is_tenant_scoped(database: Database) -> None:
     assert unscoped == []
 
 
+async def test_every_policy_reads_the_tenant_once_per_query(database: Database) -> None:
+    """The form of migration 0017, which also keeps the planner from estimating a tenant it has no
+    statistics of at one row (the test below)."""
+    connection = await asyncpg.connect(database.admin_url)
+    try:
+        tables = [row["relname"] for row in await connection.fetch(TENANT_TABLES)]
+        policies = await connection.fetch(
+            "SELECT tablename, qual, with_check FROM pg_policies WHERE tablename = ANY($1::text[])", tables
+        )
+    finally:
+        await connection.close()
+    assert {row["tablename"] for row in policies} == set(tables)
+    once = "( SELECT chorus_current_tenant() AS chorus_current_tenant)"
+    assert [row["tablename"] for row in policies if once not in row["qual"] or once not in row["with_check"]] == []
+
+
 async def test_a_tenant_reads_none_of_another_tenants_rows(pool: asyncpg.Pool, two_tenants: tuple[UUID, UUID]) -> None:
     tenant_a, tenant_b = two_tenants
     async with pool.acquire() as connection:

@@ -4,7 +4,9 @@ sealed, indexed and merged; deletes reach every segment; an interrupted build is
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 from uuid import UUID
 
 import asyncpg
@@ -296,15 +298,43 @@ async def test_a_write_under_way_when_the_keeper_seals_stores_its_rows(
         vectors = _vectors(2, seed=5)
         await insert.fetch(documents[0], tenant_id, MODEL, DIMENSIONS, (0).to_bytes(4, "big"), vectors[0])
         sealing = asyncio.ensure_future(upkeep.fetchval("SELECT chorus_vector_seal(0)"))
-        await asyncio.sleep(0.05)
+        await _committed_or_waiting(sealing, pool, upkeep.get_server_pid())
         # Before migration 0018 the seal had committed here, and Postgres refused the next row: it
         # named the new growing segment, a partition the writer's transaction did not know.
         await insert.fetch(documents[1], tenant_id, MODEL, DIMENSIONS, (1).to_bytes(4, "big"), vectors[1])
-    try:
+    sealed = None
+    with contextlib.suppress(asyncpg.LockNotAvailableError):  # the writer held the seal past its timeout
         sealed = await asyncio.wait_for(sealing, timeout=10)
-    except asyncpg.LockNotAvailableError:
-        sealed = await upkeep.fetchval("SELECT chorus_vector_seal(0)")  # as the keeper's next step would
+    while sealed is None:  # as the keeper's next steps would
+        with contextlib.suppress(asyncpg.LockNotAvailableError):
+            sealed = await upkeep.fetchval("SELECT chorus_vector_seal(0)")
     assert sealed is not None
     async with tenant_transaction(pool, tenant_id) as db:
         stored = await db.fetch("SELECT document_id FROM document_embeddings")
     assert sorted(row["document_id"] for row in stored) == sorted(documents)
+
+
+async def test_a_seal_does_not_wait_in_a_cycle_with_ingest_storing_a_document(
+    pool: asyncpg.Pool, tenant_id: UUID, upkeep: asyncpg.Connection
+) -> None:
+    async with tenant_transaction(pool, tenant_id) as writer:
+        # Ingest stores a document, then deletes the vectors of its older text.
+        [document] = await _documents(writer, tenant_id, 0, 1)
+        sealing = asyncio.ensure_future(upkeep.fetchval("SELECT chorus_vector_seal(0)"))
+        await _committed_or_waiting(sealing, pool, upkeep.get_server_pid())
+        await writer.execute("DELETE FROM document_embeddings WHERE document_id = $1", document)
+    # Had the seal taken document_embeddings before documents, each would have waited for the other
+    # until the seal's lock timeout failed it.
+    assert await asyncio.wait_for(sealing, timeout=10) is not None
+
+
+async def _committed_or_waiting(step: asyncio.Future[Any], pool: asyncpg.Pool, backend: int) -> None:
+    """Until `step` has finished or its backend waits for a lock."""
+    for _ in range(500):
+        if step.done():
+            return
+        waiting = await pool.fetchval("SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $1", backend)
+        if waiting:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the seal neither finished nor waited for a lock in 5 s")
