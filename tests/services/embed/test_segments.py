@@ -4,7 +4,6 @@ sealed, indexed and merged; deletes reach every segment; an interrupted build is
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 from uuid import UUID
@@ -13,6 +12,7 @@ import asyncpg
 import numpy as np
 import pytest
 
+from bench.segments import retry_while_locked
 from services.embed import store
 from services.embed.segments import SegmentKeeper, SegmentPolicy
 from services.search import queries
@@ -302,12 +302,10 @@ async def test_a_write_under_way_when_the_keeper_seals_stores_its_rows(
         # Before migration 0018 the seal had committed here, and Postgres refused the next row: it
         # named the new growing segment, a partition the writer's transaction did not know.
         await insert.fetch(documents[1], tenant_id, MODEL, DIMENSIONS, (1).to_bytes(4, "big"), vectors[1])
-    sealed = None
-    with contextlib.suppress(asyncpg.LockNotAvailableError):  # the writer held the seal past its timeout
+    try:
         sealed = await asyncio.wait_for(sealing, timeout=10)
-    while sealed is None:  # as the keeper's next steps would
-        with contextlib.suppress(asyncpg.LockNotAvailableError):
-            sealed = await upkeep.fetchval("SELECT chorus_vector_seal(0)")
+    except asyncpg.LockNotAvailableError:  # the writer held the seal past its timeout: the next step seals
+        sealed = await retry_while_locked(upkeep, "SELECT chorus_vector_seal(0)")
     assert sealed is not None
     async with tenant_transaction(pool, tenant_id) as db:
         stored = await db.fetch("SELECT document_id FROM document_embeddings")
