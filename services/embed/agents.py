@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 
 # A fetch holds up to this many batches: the model embeds one while the one before is written.
-BATCHES_PER_FETCH = 4
+BATCHES_PER_FETCH = 8
 
 
 class ProviderGaveUp(Exception):
@@ -85,31 +85,45 @@ class Embedder:
         )
 
     async def embed_documents(self, batch: list[Incoming[Document]]) -> BatchResult:
-        """Embed, store and announce a fetch in batches of `batch_size`, the model working on the
-        next batch while the one before is written; returns the acknowledgements of what it sent.
+        """Embed, store and announce a fetch in batches of `batch_size`; returns the
+        acknowledgements of what it sent.
 
-        Batches are written one after the other, in order, and the agent commits the offsets only
-        once this returns, after the last write: a crash leaves nothing committed unwritten.
+        Two batches are in hand at a time: while the model works on one, the next is looked up in
+        Postgres and waits for the model, which takes it the moment it is free, and the one before
+        is written. Batches are written one after the other, in order, and the agent commits the
+        offsets only once this returns, after the last write: a crash leaves nothing committed
+        unwritten.
         """
         result = BatchResult()
+        size = self.settings.batch_size
+        batches = [[_Item(incoming.message, incoming.value) for incoming in batch[start : start + size]]
+                   for start in range(0, len(batch), size)]  # fmt: skip
+        embedding: asyncio.Task[list[_Item]] | None = None
+        upcoming = asyncio.create_task(self._embedded(batches[0], result)) if batches else None
         writing: asyncio.Task[list[asyncio.Future[Any]]] | None = None
         try:
-            size = self.settings.batch_size
-            for start in range(0, len(batch), size):
+            for index, items in enumerate(batches):
+                BATCH_SIZE.observe(len(items))
+                embedding = upcoming
+                upcoming = (
+                    asyncio.create_task(self._embedded(batches[index + 1], result))
+                    if index + 1 < len(batches)
+                    else None
+                )
+                assert embedding is not None
+                live = await embedding
                 if writing is not None and writing.done():
                     writing.result()  # a failed write stops the fetch now, not after the model's work
-                items = [_Item(incoming.message, incoming.value) for incoming in batch[start : start + size]]
-                BATCH_SIZE.observe(len(items))
-                live = await self._embedded(items, result)
                 deletes = [item for item in items if item.document.action == "delete"]
                 writing = asyncio.create_task(self._write_and_announce(live, [*live, *deletes], writing))
             if writing is not None:
                 result.sent = await writing
         except BaseException:
-            if writing is not None:
-                # Cancelling the last write cancels the ones it waits for.
-                writing.cancel()
-                await asyncio.gather(writing, return_exceptions=True)
+            # Cancelling the last write cancels the ones it waits for.
+            pending = [task for task in (embedding, upcoming, writing) if task is not None]
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
             raise
         return result
 

@@ -20,12 +20,7 @@ def create_provider(settings: EmbeddingSettings) -> EmbeddingProvider:
             raise ValueError(
                 f"the local model makes {DIMENSIONS}-d vectors; set CHORUS_EMBEDDING_DIMENSIONS={DIMENSIONS}"
             )
-        return LocalEmbedder(
-            Path(settings.model_cache),
-            settings.local_model_variant,
-            settings.local_model_threads,
-            spin=settings.local_model_spin,
-        )
+        return LocalEmbedder(Path(settings.model_cache), settings.local_model_variant, settings.local_model_threads)
     if name == "openai":
         from shared.embedding.openai_provider import OpenAIEmbedder
 

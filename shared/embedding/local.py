@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+from collections import deque
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -38,54 +40,79 @@ def onnx_model(cache: Path, variant: str) -> Path:
 
 
 class LocalEmbedder:
-    """Embeds on this machine's CPU; `threads` bounds the cores one batch may use."""
+    """Embeds on this machine's CPU, on `threads` cores at most: one single-threaded session of the
+    model per core, each taking its share of a batch's runs."""
 
-    def __init__(self, cache: Path, variant: str = "int8", threads: int = 2, *, spin: bool = False) -> None:
+    def __init__(self, cache: Path, variant: str = "int8", threads: int = 2) -> None:
         self.model = f"{MODEL_NAME}-{variant}" if variant != "fp32" else MODEL_NAME
         self.dimensions = DIMENSIONS
         self.max_batch = 128
         options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads
+        # Sessions of one thread each, working on different texts. One session of two threads splits
+        # every matrix product between them and waits for the slower half, so whenever Postgres,
+        # Kafka or the service took a core for a moment the other one waited too: end to end, beside
+        # the rest of the stack, two sessions of one thread embedded a tenth more (docs/embed.md);
+        # alone the two do the same. With one thread a session has no idle threads to spin or sleep.
+        options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
-        # By default idle worker threads sleep instead of spinning for more work: the model shares
-        # the cores with Postgres, Kafka and the other services, and with two busy processes beside
-        # it spinning doubled its CPU per text (3.0 against 1.6 ms in batches of 32). On an idle
-        # machine spinning is about a seventh faster (docs/embed.md).
-        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
-        self._session = onnxruntime.InferenceSession(
-            str(onnx_model(cache, variant)), options, providers=["CPUExecutionProvider"]
-        )
+        model = str(onnx_model(cache, variant))
+        self._sessions = [
+            onnxruntime.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+            for _ in range(max(threads, 1))
+        ]
+        # The calling thread works with the first session, these threads with the others.
+        self._helpers = ThreadPoolExecutor(len(self._sessions) - 1) if len(self._sessions) > 1 else None
         self._unpadded = Tokenizer.from_file(str(model_directory() / "tokenizer.json"))
         self._unpadded.enable_truncation(MAX_TOKENS)
         self._unpadded.no_padding()
-        # One batch at a time: ONNX Runtime already spreads a batch over the threads it has.
-        self._lock = asyncio.Lock()
+        # One batch at a time, the sessions sharing it: a batch that comes while another is embedded
+        # waits in this thread's queue and starts the moment the model is free, without waiting
+        # for the event loop.
+        self._runner = ThreadPoolExecutor(1)
 
     def embed_now(self, texts: Sequence[str]) -> list[Embedding]:
-        """Unit vectors for `texts`, computed in the calling thread; texts past 256 tokens are truncated."""
+        """Unit vectors for `texts`, computed in the calling thread and the helpers; texts past 256
+        tokens are truncated."""
         if not texts:
             return []
         encodings = self._unpadded.encode_batch(list(texts))
         # Texts of similar length run together: padding a short text to a long one is wasted work.
-        order = sorted(range(len(texts)), key=lambda index: len(encodings[index].ids))
+        # A small batch is split too, so that every session has a share. Each session takes the
+        # next run when it is done with one, the longest first: a session slowed by something else
+        # on its core takes fewer, and neither waits long for the other at the end.
+        order = sorted(range(len(texts)), key=lambda index: len(encodings[index].ids), reverse=True)
+        size = min(SUB_BATCH, -(-len(order) // len(self._sessions)))
+        runs = deque(order[start : start + size] for start in range(0, len(order), size))
         results: list[Embedding | None] = [None] * len(texts)
-        for start in range(0, len(order), SUB_BATCH):
-            chosen = order[start : start + SUB_BATCH]
-            width = max(len(encodings[index].ids) for index in chosen)
-            ids = np.zeros((len(chosen), width), dtype=np.int64)
-            mask = np.zeros((len(chosen), width), dtype=np.int64)
-            for row, index in enumerate(chosen):
-                tokens = encodings[index].ids
-                ids[row, : len(tokens)] = tokens
-                mask[row, : len(tokens)] = 1
-            (vectors,) = self._session.run(["embedding"], {"input_ids": ids, "attention_mask": mask})
-            for index, vector in zip(chosen, vectors, strict=True):
-                results[index] = Embedding(np.asarray(vector, dtype=np.float32), bool(encodings[index].overflowing))
+
+        def work(session: onnxruntime.InferenceSession) -> None:
+            while runs:
+                try:
+                    chosen = runs.popleft()
+                except IndexError:  # another session took the last one
+                    return
+                width = len(encodings[chosen[0]].ids)
+                ids = np.zeros((len(chosen), width), dtype=np.int64)
+                mask = np.zeros((len(chosen), width), dtype=np.int64)
+                for row, index in enumerate(chosen):
+                    tokens = encodings[index].ids
+                    ids[row, : len(tokens)] = tokens
+                    mask[row, : len(tokens)] = 1
+                (vectors,) = session.run(["embedding"], {"input_ids": ids, "attention_mask": mask})
+                for index, vector in zip(chosen, vectors, strict=True):
+                    results[index] = Embedding(np.asarray(vector, dtype=np.float32), bool(encodings[index].overflowing))
+
+        lanes = min(len(self._sessions), len(runs))
+        helped = [self._helpers.submit(work, session) for session in self._sessions[1:lanes]] if self._helpers else []
+        work(self._sessions[0])
+        for done in helped:
+            done.result()
         return [result for result in results if result is not None]
 
     async def embed(self, texts: Sequence[str]) -> list[Embedding]:
-        async with self._lock:
-            return await asyncio.to_thread(self.embed_now, texts)
+        return await asyncio.get_running_loop().run_in_executor(self._runner, self.embed_now, texts)
 
     async def close(self) -> None:
-        return None
+        for pool in (self._runner, self._helpers):
+            if pool is not None:
+                pool.shutdown(wait=False)

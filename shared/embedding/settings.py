@@ -19,11 +19,8 @@ class EmbeddingSettings(CommonSettings):
     local_model_variant: Literal["int8", "fp32"] = setting(
         "CHORUS_LOCAL_MODEL_VARIANT", "int8", "ONNX variant of the local model: int8 (per-channel) or fp32."
     )
-    local_model_threads: int = setting("CHORUS_LOCAL_MODEL_THREADS", 2, "CPU threads the local model may use.")
-    local_model_spin: bool = setting(
-        "CHORUS_LOCAL_MODEL_SPIN",
-        False,
-        "Let the local model's idle threads spin for work: faster on cores of its own, costly on shared ones.",
+    local_model_threads: int = setting(
+        "CHORUS_LOCAL_MODEL_THREADS", 2, "CPU cores the local model may use (a single-threaded session on each)."
     )
     model_cache: str = setting(
         "CHORUS_MODEL_CACHE", ".chorus/models", "Folder where the local model's ONNX files are built and kept."

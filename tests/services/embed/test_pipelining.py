@@ -1,9 +1,10 @@
-"""A fetch of several batches: the model works on one while the one before is written, and every
-write is done before the fetch's offsets may be committed."""
+"""A fetch of several batches: the model works on one while the one before is written and the next
+waits for it, and every write is done before the fetch's offsets may be committed."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 import asyncpg
 import pytest
@@ -12,7 +13,7 @@ from aiokafka import ConsumerRecord
 from services.embed.agents import Embedder
 from services.embed.settings import EmbedSettings
 from shared.db import tenant_transaction
-from shared.embedding import create_provider
+from shared.embedding import Embedding, EmbeddingProvider, create_provider
 from shared.hashing import text_hash
 from shared.kafka import create_producer
 from shared.records import Document, utcnow
@@ -25,10 +26,8 @@ pytestmark = pytest.mark.integration
 TEXTS = [f"fan question number {number} about the tour" for number in range(23)]
 
 
-async def test_a_fetch_is_written_in_batches_all_done_when_it_returns(
-    service_env: dict[str, str], pool: asyncpg.Pool, tenant: Tenant
-) -> None:
-    settings = load(EmbedSettings, {**service_env, "CHORUS_EMBEDDING_PROVIDER": "hash", "CHORUS_EMBED_BATCH_SIZE": "4"})
+async def _fetch(pool: asyncpg.Pool, tenant: Tenant) -> list[Incoming[Document]]:
+    """The records of a fetch of TEXTS, whose documents are stored."""
     async with tenant_transaction(pool, tenant.id) as db:
         rows = await db.fetch(
             "INSERT INTO documents (tenant_id, source, content_type, doc_key, text, content_hash) "
@@ -37,7 +36,7 @@ async def test_a_fetch_is_written_in_batches_all_done_when_it_returns(
             tenant.id, TEXTS, [text_hash(text) for text in TEXTS],
         )  # fmt: skip
     received = utcnow()
-    batch = [
+    return [
         Incoming(
             document := Document(document_id=row["id"], tenant_id=tenant.id, source="slack",
                                  content_type="event", text=row["text"], content_hash=row["content_hash"].hex(),
@@ -46,6 +45,13 @@ async def test_a_fetch_is_written_in_batches_all_done_when_it_returns(
         )
         for offset, row in enumerate(rows)
     ]  # fmt: skip
+
+
+async def test_a_fetch_is_written_in_batches_all_done_when_it_returns(
+    service_env: dict[str, str], pool: asyncpg.Pool, tenant: Tenant
+) -> None:
+    settings = load(EmbedSettings, {**service_env, "CHORUS_EMBEDDING_PROVIDER": "hash", "CHORUS_EMBED_BATCH_SIZE": "4"})
+    batch = await _fetch(pool, tenant)
     producer = create_producer(settings.kafka_bootstrap)
     await producer.start()
     provider = create_provider(settings)
@@ -65,3 +71,44 @@ async def test_a_fetch_is_written_in_batches_all_done_when_it_returns(
     for metadata in announced:
         by_partition.setdefault(metadata.partition, []).append(metadata.offset)
     assert all(offsets == sorted(offsets) for offsets in by_partition.values())
+
+
+class _FirstWaitsForTheSecond:
+    """A provider whose first call returns only once a second call has come: it fails unless the
+    next batch is handed over while the model still works on the one before."""
+
+    def __init__(self, inner: EmbeddingProvider) -> None:
+        self.inner = inner
+        self.model, self.dimensions, self.max_batch = inner.model, inner.dimensions, inner.max_batch
+        self.calls = 0
+        self.second_call = asyncio.Event()
+
+    async def embed(self, texts: Sequence[str]) -> list[Embedding]:
+        self.calls += 1
+        if self.calls == 1:
+            await asyncio.wait_for(self.second_call.wait(), timeout=10)
+        else:
+            self.second_call.set()
+        return await self.inner.embed(texts)
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+async def test_the_next_batch_waits_for_the_model_while_it_works(
+    service_env: dict[str, str], pool: asyncpg.Pool, tenant: Tenant
+) -> None:
+    settings = load(EmbedSettings, {**service_env, "CHORUS_EMBEDDING_PROVIDER": "hash", "CHORUS_EMBED_BATCH_SIZE": "8"})
+    batch = await _fetch(pool, tenant)
+    producer = create_producer(settings.kafka_bootstrap)
+    await producer.start()
+    provider = _FirstWaitsForTheSecond(create_provider(settings))
+    try:
+        result = await Embedder(settings, pool, producer, provider).embed_documents(batch)
+        await asyncio.gather(*result.sent)
+    finally:
+        await producer.stop()
+        await provider.close()
+    assert provider.calls == 3  # 23 texts in batches of 8
+    async with tenant_transaction(pool, tenant.id) as db:
+        assert await db.fetchval("SELECT count(*) FROM document_embeddings") == len(TEXTS)

@@ -38,12 +38,18 @@ def test_the_onnx_model_matches_sentence_transformers(model_cache: Path, variant
     assert not any(embedding.truncated for embedding in embeddings[:-1])
 
 
-def test_the_model_threads_spin_only_when_the_settings_say_so(model_cache: Path) -> None:
-    for env, expected in (({}, "0"), ({"CHORUS_LOCAL_MODEL_SPIN": "true"}, "1")):
-        embedder = create_provider(load(EmbeddingSettings, {"CHORUS_MODEL_CACHE": str(model_cache), **env}))
-        assert isinstance(embedder, LocalEmbedder)
-        options = embedder._session.get_session_options()
-        assert options.get_session_config_entry("session.intra_op.allow_spinning") == expected
+def test_a_batch_is_shared_among_single_threaded_sessions_in_order(model_cache: Path) -> None:
+    embedder = create_provider(load(EmbeddingSettings, {"CHORUS_MODEL_CACHE": str(model_cache),
+                                                        "CHORUS_LOCAL_MODEL_VARIANT": "fp32"}))  # fmt: skip
+    assert isinstance(embedder, LocalEmbedder)
+    assert [session.get_session_options().intra_op_num_threads for session in embedder._sessions] == [1, 1]
+    # Texts of many lengths, more than one run each session: each vector must come back to its text.
+    texts = [f"{text} {'again ' * repeat}" for repeat in range(3) for text in REFERENCE["texts"]]
+    together = embedder.embed_now(texts)
+    one_by_one = [embedder.embed_now([text])[0] for text in texts]
+    cosines = [float(a.vector @ b.vector) for a, b in zip(together, one_by_one, strict=True)]
+    assert min(cosines) > 0.9999, cosines
+    assert [a.truncated for a in together] == [b.truncated for b in one_by_one]
 
 
 def test_the_onnx_build_is_reproducible(model_cache: Path, tmp_path: Path) -> None:
