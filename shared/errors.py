@@ -41,6 +41,8 @@ TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
     asyncpg.ReadOnlySQLTransactionError,
     # A concurrent writer committed the same row first; the retry sees it.
     asyncpg.UniqueViolationError,
+    # A partition missing for a row (see _database_state).
+    asyncpg.CheckViolationError,
 )
 
 
@@ -67,6 +69,16 @@ BAD_RECORD_ERRORS: tuple[type[Exception], ...] = (
 )
 
 
+def _database_state(error: BaseException) -> bool:
+    """An integrity error that says nothing about the record: a concurrent writer took the same key
+    first (the retry sees its row), or a row met a partitioned table whose partitions changed under
+    the transaction ("no partition ... found for row": a check violation that names no
+    constraint, where a row failing a CHECK names the one it failed)."""
+    if isinstance(error, asyncpg.UniqueViolationError):
+        return True
+    return isinstance(error, asyncpg.CheckViolationError) and not getattr(error, "constraint_name", None)
+
+
 class Failure(Enum):
     TRANSIENT = "transient"
     BAD_RECORD = "bad_record"
@@ -76,7 +88,7 @@ class Failure(Enum):
 def classify(error: BaseException) -> Failure:
     """Which of the three kinds of failure `error` is."""
     # Bad records first: Kafka's refusals of a record are KafkaErrors too.
-    if isinstance(error, BAD_RECORD_ERRORS) and not isinstance(error, asyncpg.UniqueViolationError):
+    if isinstance(error, BAD_RECORD_ERRORS) and not _database_state(error):
         return Failure.BAD_RECORD
     if isinstance(error, TRANSIENT_ERRORS):
         return Failure.TRANSIENT

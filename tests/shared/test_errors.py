@@ -83,3 +83,25 @@ def test_kafka_refusing_a_record_is_the_records_fault_though_it_is_a_kafka_error
 def test_a_unique_violation_is_retried_though_it_is_an_integrity_error() -> None:
     assert isinstance(asyncpg.UniqueViolationError("x"), asyncpg.IntegrityConstraintViolationError)
     assert classify(asyncpg.UniqueViolationError("x")) is Failure.TRANSIENT
+
+
+async def test_a_row_without_a_partition_is_retried_and_a_failed_check_is_the_records_fault(
+    pool: asyncpg.Pool,
+) -> None:
+    # The partitions of document_embeddings change at every seal; a transaction that meets one it
+    # has not seen is refused for the database's state, not for its rows.
+    async with pool.acquire() as db, db.transaction():
+        await db.execute(
+            "CREATE TEMP TABLE segments (segment int) PARTITION BY LIST (segment); "
+            "CREATE TEMP TABLE segments_1 PARTITION OF segments FOR VALUES IN (1); "
+            "CREATE TEMP TABLE checked (amount int CONSTRAINT amount_positive CHECK (amount > 0))"
+        )
+        with pytest.raises(asyncpg.CheckViolationError) as no_partition:
+            async with db.transaction():
+                await db.execute("INSERT INTO segments VALUES (2)")
+        with pytest.raises(asyncpg.CheckViolationError) as failed_check:
+            async with db.transaction():
+                await db.execute("INSERT INTO checked VALUES (-1)")
+    assert classify(no_partition.value) is Failure.TRANSIENT
+    assert classify(failed_check.value) is Failure.BAD_RECORD
+    assert failed_check.value.constraint_name == "amount_positive"
