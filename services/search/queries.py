@@ -147,13 +147,28 @@ async def semantic(
             f"WHERE o.document_id = d.id AND o.model = $2 AND o.content_hash = d.content_hash "
             f"AND (o.embedding <=> $1, d.id) <= {cursor})"
         )
-    statement = f"""
-        SELECT {columns}, e.chunk, e.embedding <=> $1 AS distance, e.content_hash = d.content_hash AS current
-        FROM document_embeddings e JOIN documents d ON d.id = e.document_id
-        WHERE e.model = $2 AND {where}
-        ORDER BY e.embedding <=> $1
-        LIMIT $3
-    """
+    if after is None and filters == Filters():
+        # Nothing to filter but the tenant (row-level security): the nearest vectors first, then
+        # their documents. Postgres then bounds the growing segment's sort by the LIMIT, a top-N of
+        # a few distances, where a join above the scans made it sort every row with its vector
+        # (docs/embed.md); the vector itself leaves the subquery only when `columns` asks for it
+        # (Postgres drops the outputs nobody reads). A deleted document and a vector of an older
+        # text are dropped after the join (`current`), and more passages are read when that leaves
+        # too few.
+        statement = f"""
+            SELECT {columns}, e.chunk, e.distance, e.content_hash = d.content_hash AND d.deleted_at IS NULL AS current
+            FROM (SELECT document_id, chunk, content_hash, embedding, embedding <=> $1 AS distance
+                  FROM document_embeddings WHERE model = $2 ORDER BY embedding <=> $1 LIMIT $3) e
+            JOIN documents d ON d.id = e.document_id
+        """
+    else:
+        statement = f"""
+            SELECT {columns}, e.chunk, e.embedding <=> $1 AS distance, e.content_hash = d.content_hash AS current
+            FROM document_embeddings e JOIN documents d ON d.id = e.document_id
+            WHERE e.model = $2 AND {where}
+            ORDER BY e.embedding <=> $1
+            LIMIT $3
+        """
     # Passages are rows: a long document may take several of the nearest, so fewer documents than
     # `limit` may come back while more exist; then more passages are read, up to every passage of
     # `limit` documents.
