@@ -25,6 +25,7 @@ import httpx
 import numpy as np
 from aiokafka import AIOKafkaConsumer
 
+from bench.cpu import settle
 from bench.report import Figure, demo_env, report
 from launcher.stack.processes import free_port, spawn, stop
 from launcher.topics import ALL_TOPICS
@@ -215,10 +216,15 @@ async def _ready(port: int) -> None:
 def main(model_texts: int, capacity_texts: int) -> None:
     env = demo_env()
     texts = _texts(model_texts)
+    # Each rate is measured on a quiet machine: an earlier benchmark's backlog, or the segment
+    # builds and merges that the vectors of the run before start, would be timed with it.
+    settled = [settle()]
     alone = {variant: embedder_alone(variant, texts) for variant in ("fp32", "int8")}
     torch_rate = torch_alone(texts)
     scores = quality()
+    settled.append(settle())
     pipeline = asyncio.run(end_to_end(env, "local", texts))
+    settled.append(settle())
     capacity = asyncio.run(end_to_end(env, "hash", _texts(capacity_texts)))
     torch_note = "" if torch_rate else "not measured: torch is not installed"
     figures = [
@@ -238,6 +244,7 @@ def main(model_texts: int, capacity_texts: int) -> None:
         "batch": BATCH,
         "threads": 2,
         "torch_python": os.environ.get("CHORUS_TORCH_PYTHON", sys.executable),
+        "settled_seconds": settled,
     }
     report("embed", figures, details)
 
