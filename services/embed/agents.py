@@ -38,7 +38,9 @@ from shared.stream import Agent, BatchResult, Incoming, KafkaRecord
 log = logging.getLogger(__name__)
 
 
-# A fetch holds up to this many batches: the model embeds one while the one before is written.
+# A fetch holds up to this many batches: the model embeds one while the next is read and the one
+# before is written. Between two fetches the model waits for the last write, the offset commit and
+# the next fetch's reads (56 to 120 ms measured, docs/embed.md): eight batches make that rarer.
 BATCHES_PER_FETCH = 8
 
 

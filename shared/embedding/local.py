@@ -56,8 +56,9 @@ class LocalEmbedder:
         # Sessions of one thread each, working on different texts. One session of two threads splits
         # every matrix product between them and waits for the slower half, so whenever Postgres,
         # Kafka or the service took a core for a moment the other one waited too: end to end, beside
-        # the rest of the stack, two sessions of one thread embedded a tenth more (docs/embed.md);
-        # alone the two do the same. With one thread a session has no idle threads to spin or sleep.
+        # the rest of the stack, two sessions of one thread embedded a seventh more (docs/embed.md);
+        # alone, on a quiet machine, the two do the same. A session of one thread has no idle
+        # threads to spin or sleep.
         options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
         model = str(onnx_model(cache, variant))

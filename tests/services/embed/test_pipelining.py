@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from typing import Any
 
 import asyncpg
 import pytest
@@ -18,7 +19,7 @@ from shared.hashing import text_hash
 from shared.kafka import create_producer
 from shared.records import Document, utcnow
 from shared.settings import load
-from shared.stream import Incoming
+from shared.stream import BatchResult, Incoming
 from tests.services.conftest import Tenant
 
 pytestmark = pytest.mark.integration
@@ -47,24 +48,33 @@ async def _fetch(pool: asyncpg.Pool, tenant: Tenant) -> list[Incoming[Document]]
     ]  # fmt: skip
 
 
-async def test_a_fetch_is_written_in_batches_all_done_when_it_returns(
-    service_env: dict[str, str], pool: asyncpg.Pool, tenant: Tenant
-) -> None:
-    settings = load(EmbedSettings, {**service_env, "CHORUS_EMBEDDING_PROVIDER": "hash", "CHORUS_EMBED_BATCH_SIZE": "4"})
+async def _embed(
+    settings: EmbedSettings, pool: asyncpg.Pool, tenant: Tenant, provider: EmbeddingProvider
+) -> tuple[BatchResult, int, list[Any]]:
+    """Embed a fetch of TEXTS: the result, the vectors stored when the call returned, and the
+    announcements' metadata."""
     batch = await _fetch(pool, tenant)
     producer = create_producer(settings.kafka_bootstrap)
     await producer.start()
-    provider = create_provider(settings)
     try:
         result = await Embedder(settings, pool, producer, provider).embed_documents(batch)
-        # Nothing is left in flight: every batch's vectors are committed when the call returns.
         async with tenant_transaction(pool, tenant.id) as db:
-            assert await db.fetchval("SELECT count(*) FROM document_embeddings") == len(TEXTS)
-        assert not result.refused
+            stored = await db.fetchval("SELECT count(*) FROM document_embeddings")
         announced = await asyncio.gather(*result.sent)
     finally:
         await producer.stop()
         await provider.close()
+    return result, stored, announced
+
+
+async def test_a_fetch_is_written_in_batches_all_done_when_it_returns(
+    service_env: dict[str, str], pool: asyncpg.Pool, tenant: Tenant
+) -> None:
+    settings = load(EmbedSettings, {**service_env, "CHORUS_EMBEDDING_PROVIDER": "hash", "CHORUS_EMBED_BATCH_SIZE": "4"})
+    result, stored, announced = await _embed(settings, pool, tenant, create_provider(settings))
+    # Nothing is left in flight: every batch's vectors are committed when the call returns.
+    assert stored == len(TEXTS)
+    assert not result.refused
     assert len(announced) == len(TEXTS)
     # Announced in the order of the records, batch after batch: per partition, offsets rise.
     by_partition: dict[int, list[int]] = {}
@@ -99,16 +109,7 @@ async def test_the_next_batch_waits_for_the_model_while_it_works(
     service_env: dict[str, str], pool: asyncpg.Pool, tenant: Tenant
 ) -> None:
     settings = load(EmbedSettings, {**service_env, "CHORUS_EMBEDDING_PROVIDER": "hash", "CHORUS_EMBED_BATCH_SIZE": "8"})
-    batch = await _fetch(pool, tenant)
-    producer = create_producer(settings.kafka_bootstrap)
-    await producer.start()
     provider = _FirstWaitsForTheSecond(create_provider(settings))
-    try:
-        result = await Embedder(settings, pool, producer, provider).embed_documents(batch)
-        await asyncio.gather(*result.sent)
-    finally:
-        await producer.stop()
-        await provider.close()
+    _, stored, _ = await _embed(settings, pool, tenant, provider)
     assert provider.calls == 3  # 23 texts in batches of 8
-    async with tenant_transaction(pool, tenant.id) as db:
-        assert await db.fetchval("SELECT count(*) FROM document_embeddings") == len(TEXTS)
+    assert stored == len(TEXTS)
