@@ -34,7 +34,12 @@ def create_app(settings: EmbedSettings) -> FastAPI:
         embedder = Embedder(settings, resources.pool, resources.producer, provider)
         resources.start_agent(embedder.agent())
         # Sealing, indexing and merging vector segments, by one replica at a time (an advisory lock).
-        policy = SegmentPolicy(settings.segment_rows, settings.segment_merge_factor)
+        policy = SegmentPolicy(
+            settings.segment_rows,
+            settings.segment_merge_factor,
+            settings.segment_collapse_share,
+            settings.segment_collapse_after_seconds,
+        )
         keeper = SegmentKeeper(settings.database_url, policy)
         resources.run_in_background(keeper.run(settings.segment_check_seconds), "vector_segments")
 

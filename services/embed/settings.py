@@ -26,7 +26,7 @@ class EmbedSettings(EmbeddingSettings):
     )
     segment_rows: int = setting(
         "CHORUS_EMBED_SEGMENT_ROWS",
-        2_000,
+        500,
         "Vectors the growing segment (searched exactly, no index) takes before it is sealed and indexed.",
         minimum=1,
     )
@@ -35,6 +35,18 @@ class EmbedSettings(EmbeddingSettings):
         4,
         "Indexed segments of one tier merged into one of the next tier.",
         minimum=2,
+    )
+    segment_collapse_share: float = setting(
+        "CHORUS_EMBED_SEGMENT_COLLAPSE_SHARE",
+        0.25,
+        "Share of the largest indexed segment's rows the others must hold for a quiet store to rebuild all as one.",
+        minimum=0.0,
+    )
+    segment_collapse_after_seconds: float = setting(
+        "CHORUS_EMBED_SEGMENT_COLLAPSE_AFTER_SECONDS",
+        30.0,
+        "Seconds with no segment to seal, index or merge before the indexed segments may be rebuilt as one.",
+        minimum=0.0,
     )
     segment_check_seconds: float = setting(
         "CHORUS_EMBED_SEGMENT_CHECK_SECONDS",

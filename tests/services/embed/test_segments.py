@@ -4,13 +4,15 @@ sealed, indexed and merged; deletes reach every segment; an interrupted build is
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 from uuid import UUID
 
 import asyncpg
 import numpy as np
 import pytest
+from pgvector import Vector
 
 from bench.segments import retry_while_locked
 from services.embed import store
@@ -210,6 +212,202 @@ async def test_a_build_cut_short_leaves_nothing_and_a_finished_one_is_swapped_in
     assert await _settle(keeper, upkeep) == []
     assert (built, "indexed") in await _partitions(upkeep)
     assert (await _nearest(pool, tenant_id, vectors[7]))[0] == ids[7]
+
+
+def test_a_collapse_takes_every_partition_once_those_beside_the_largest_hold_the_share_and_tiers_by_size() -> None:
+    policy = SegmentPolicy(collapse_share=0.25)
+    assert policy.to_collapse({"big": 8_000, "small": 1_999}) == []
+    assert policy.to_collapse({"small": 1_000, "big": 8_000, "other": 1_000}) == ["big", "other", "small"]
+    assert policy.to_collapse({"alone": 8_000}) == []
+    tiers = SegmentPolicy(seal_rows=500, merge_factor=4)
+    sizes = (0, 499, 2_000, 31_999, 32_000, 100_000, 1_000_000)
+    assert [tiers.tier_of(rows) for rows in sizes] == [0, 0, 1, 2, 3, 3, 5]
+
+
+async def _indexed(db: asyncpg.Connection) -> list[str]:
+    """The indexed partitions a collapse may take (not the table of migration 0001)."""
+    rows = await db.fetch("SELECT name FROM chorus_meta.vector_partitions WHERE state = 'indexed' AND tier < 100")
+    return sorted(row["name"] for row in rows)
+
+
+async def test_a_collapse_builds_the_indexed_segments_into_one_once_the_small_ones_hold_the_share(
+    pool: asyncpg.Pool, tenant_id: UUID, upkeep: asyncpg.Connection
+) -> None:
+    keeper = SegmentKeeper("unused", SegmentPolicy(seal_rows=100, merge_factor=8, collapse_share=0.5))
+    vectors = _vectors(600, seed=7)
+    ids: list[UUID] = []
+    for start in range(0, 400, 100):
+        ids += await _write(pool, tenant_id, vectors[start : start + 100], start)
+        await _settle(keeper, upkeep)
+    assert len(await _indexed(upkeep)) == 4
+    collapsed = await keeper.collapse(upkeep)
+    assert collapsed is not None and await _indexed(upkeep) == [collapsed.split()[1]]
+    # 100 rows beside 400 are a quarter, under the share of one half: nothing to do.
+    ids += await _write(pool, tenant_id, vectors[400:500], 400)
+    await _settle(keeper, upkeep)
+    assert len(await _indexed(upkeep)) == 2 and await keeper.collapse(upkeep) is None
+    ids += await _write(pool, tenant_id, vectors[500:600], 500)
+    await _settle(keeper, upkeep)
+    collapsed = await keeper.collapse(upkeep)
+    assert collapsed is not None and await _indexed(upkeep) == [collapsed.split()[1]]
+    async with tenant_transaction(pool, tenant_id) as db:
+        assert await db.fetchval("SELECT count(*) FROM document_embeddings") == len(vectors)
+    for number in range(0, len(vectors), 53):
+        assert (await _nearest(pool, tenant_id, vectors[number]))[0] == ids[number]
+
+
+async def test_the_keeper_collapses_the_segments_by_itself_once_its_upkeep_is_quiet(
+    pool: asyncpg.Pool, tenant_id: UUID, database: Database, upkeep: asyncpg.Connection
+) -> None:
+    policy = SegmentPolicy(seal_rows=100, merge_factor=8, collapse_after=0.5)
+    keeper = SegmentKeeper(database.url, policy)
+    running = asyncio.create_task(keeper.run(0.05))
+    try:
+        for start in range(0, 300, 100):
+            await _write(pool, tenant_id, _vectors(100, seed=start), start)
+            # Sealed and built before the next batch: a partition a batch until the upkeep is quiet.
+            await _until(lambda: _all_indexed(pool, tenant_id, upkeep))
+        await _until(lambda: _one_index_holds(pool, tenant_id, upkeep, 300))
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+    assert await _one_index_holds(pool, tenant_id, upkeep, 300), await _partitions(upkeep)
+
+
+async def _in_partition(pool: asyncpg.Pool, tenant_id: UUID, name: str) -> int:
+    async with tenant_transaction(pool, tenant_id) as db:
+        return int(
+            await db.fetchval(
+                "SELECT count(*) FROM document_embeddings WHERE segment IN "
+                "(SELECT unnest(segments) FROM chorus_meta.vector_partitions WHERE name = $1)",
+                name,
+            )
+        )
+
+
+async def _all_indexed(pool: asyncpg.Pool, tenant_id: UUID, upkeep: asyncpg.Connection) -> bool:
+    """Nothing sealed waits for its index and the growing segment is empty."""
+    partitions = dict(await _partitions(upkeep))
+    [growing] = [name for name, state in partitions.items() if state == "growing"]
+    return "sealed" not in partitions.values() and await _in_partition(pool, tenant_id, growing) == 0
+
+
+async def _one_index_holds(pool: asyncpg.Pool, tenant_id: UUID, upkeep: asyncpg.Connection, rows: int) -> bool:
+    indexed = await _indexed(upkeep)
+    return len(indexed) == 1 and await _in_partition(pool, tenant_id, indexed[0]) == rows
+
+
+async def _insert(pool: asyncpg.Pool, tenant_id: UUID, vectors: np.ndarray, start: int) -> None:
+    """New documents with these vectors by a plain insert, which reaches the growing segment only
+    (the embed service's write also deletes older vectors, in every segment)."""
+    async with tenant_transaction(pool, tenant_id) as db:
+        ids = await _documents(db, tenant_id, start, len(vectors))
+        await db.executemany(
+            "INSERT INTO document_embeddings (document_id, tenant_id, model, dimensions, content_hash, embedding) "
+            "VALUES ($1, $2, $3, $4, $5, $6)",
+            [
+                (id_, tenant_id, MODEL, DIMENSIONS, (start + n).to_bytes(4, "big"), Vector(vector))
+                for n, (id_, vector) in enumerate(zip(ids, vectors, strict=True))
+            ],
+        )
+
+
+async def _waiting(admin: asyncpg.Connection, expected: int) -> int:
+    """How many other backends wait for a lock, polled until `expected` (for up to 3 s)."""
+    query = (
+        "SELECT count(*) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+    )
+    for _ in range(300):
+        if (found := await admin.fetchval(query)) == expected:
+            break
+        await asyncio.sleep(0.01)
+    return int(found)
+
+
+async def _until(check: Callable[[], Awaitable[bool]], tries: int = 400) -> None:
+    """Wait (up to `tries` x 20 ms) until `check` holds."""
+    for _ in range(tries):
+        if await check():
+            return
+        await asyncio.sleep(0.02)
+
+
+async def _states(db: asyncpg.Connection) -> list[str]:
+    return [state for _, state in await _partitions(db)]
+
+
+async def test_the_keeper_seals_the_growing_segment_while_its_other_steps_are_held_up(
+    pool: asyncpg.Pool, tenant_id: UUID, database: Database, upkeep: asyncpg.Connection
+) -> None:
+    keeper = SegmentKeeper(database.url, SegmentPolicy(seal_rows=100, merge_factor=8))
+    admin = await asyncpg.connect(database.admin_url)
+    running = asyncio.create_task(keeper.run(0.05))
+    try:
+        await _insert(pool, tenant_id, _vectors(120, seed=12), 0)
+        await _until(lambda: _indexed_count(upkeep, 1))
+        # The keeper's steps (a long build, here a lock on the builds' table) hold up its connection
+        # (waiting in the statement's parse, before pg_stat_activity shows it).
+        await admin.execute("BEGIN; LOCK TABLE chorus_meta.vector_builds IN ACCESS EXCLUSIVE MODE")
+        held_up = await _waiting(admin, 1)
+        await _insert(pool, tenant_id, _vectors(120, seed=13), 120)
+        await _until(lambda: _has_sealed(upkeep))
+        states = await _states(upkeep)
+        still_held_up = await _waiting(admin, 1)
+    finally:
+        await admin.execute("ROLLBACK")
+        await admin.close()
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+    assert held_up == 1 and still_held_up == 1
+    assert states.count("sealed") == 1, states
+
+
+async def _indexed_count(db: asyncpg.Connection, count: int) -> bool:
+    return len(await _indexed(db)) == count
+
+
+async def _has_sealed(db: asyncpg.Connection) -> bool:
+    return "sealed" in await _states(db)
+
+
+async def test_a_collapse_is_given_up_when_writes_come_back_and_tried_again_when_quiet(
+    pool: asyncpg.Pool,
+    tenant_id: UUID,
+    database: Database,
+    upkeep: asyncpg.Connection,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="services.embed.segments")
+    keeper = SegmentKeeper(database.url, SegmentPolicy(seal_rows=100, merge_factor=8, collapse_after=2.0))
+    for start in (0, 100):
+        await _write(pool, tenant_id, _vectors(100, seed=20 + start), start)
+        await _settle(keeper, upkeep)
+    first = (await _indexed(upkeep))[0]
+    admin = await asyncpg.connect(database.admin_url)
+    running = asyncio.create_task(keeper.run(0.05))
+    try:
+        await _insert(pool, tenant_id, _vectors(120, seed=30), 200)
+        await _until(lambda: _indexed_count(upkeep, 3))
+        # Within the 2 s of quiet before the collapse: it will wait for the first partition, as
+        # for a long build.
+        await admin.execute(f'BEGIN; LOCK TABLE "{first}" IN ACCESS EXCLUSIVE MODE')
+        assert await _waiting(admin, 1) == 1, "the collapse did not start"
+        await _insert(pool, tenant_id, _vectors(120, seed=31), 320)
+        # Ended in Postgres at once, not left waiting for the lock (or building) to its end.
+        ended = await _waiting(admin, 0) == 0
+        await admin.execute("ROLLBACK")
+        await _until(lambda: _indexed_count(upkeep, 1), tries=600)
+    finally:
+        await admin.close()
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+    assert "vector segment collapse given up: writes came back" in caplog.messages
+    assert ended
+    [collapsed] = await _indexed(upkeep)
+    async with tenant_transaction(pool, tenant_id) as db:
+        assert await db.fetchval("SELECT count(*) FROM document_embeddings") == 440
+    assert collapsed != first
 
 
 async def test_a_document_with_several_chunks_is_one_hit_naming_its_nearest_chunk(
