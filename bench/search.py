@@ -35,6 +35,7 @@ from bench.report import Figure, median, percentile, report
 from bench.segments import retry_while_locked
 from launcher.stack.local import LocalStack, ensure_database, with_database
 from launcher.stack.processes import free_port, spawn, stop
+from services.embed.segments import BUILD_MEMORY_MB
 from services.search import queries as search_queries
 from services.search.settings import SearchSettings
 from shared import tenants
@@ -50,6 +51,11 @@ CENTRES = 2000
 NOISE = 0.05  # per dimension; in 384 dimensions a document's cosine to its centre is about 0.7
 # The vectors stand in for the local model's (the search service filters by its provider's model).
 MODEL = f"{MODEL_NAME}-int8"
+
+
+def database_for(count: int) -> str:
+    """The bench database of `count` documents: each size is built once and kept."""
+    return DATABASE if count == 100_000 else f"{DATABASE}_{count}"
 
 
 def _document_id(number: int) -> uuid.UUID:
@@ -108,7 +114,7 @@ async def _build(admin_url: str, tenant_id: uuid.UUID, vectors: np.ndarray, text
             records=[(id_, tenant_id, MODEL, DIMENSIONS, hash_, vector)
                      for id_, hash_, vector in zip(ids, hashes, vectors, strict=True)],
         )  # fmt: skip
-        await connection.execute("SET maintenance_work_mem = '1GB'")
+        await connection.execute(f"SET maintenance_work_mem = '{BUILD_MEMORY_MB}MB'")
         await connection.execute("SET max_parallel_maintenance_workers = 2")
         for index in indexes:
             await connection.execute(index["indexdef"])
@@ -129,9 +135,10 @@ Prepared = tuple[str, uuid.UUID, str, np.ndarray, np.ndarray, list[list[str]], f
 async def _prepare(count: int, rng: np.random.Generator) -> Prepared:
     """The bench database (built when missing), its service URL, tenant, API key, data and build time."""
     stack = LocalStack()
-    await ensure_database(stack.admin_database_url, DATABASE)
-    admin_url = with_database(stack.admin_database_url, DATABASE)
-    service_url = with_database(stack.database_url, DATABASE)
+    database = database_for(count)
+    await ensure_database(stack.admin_database_url, database)
+    admin_url = with_database(stack.admin_database_url, database)
+    service_url = with_database(stack.database_url, database)
     await migrate(admin_url, service_url, embedding_dim=DIMENSIONS)
     vectors, texts, centres, topics = _corpus(count, rng)
     pool = await create_pool(service_url, max_size=2)
@@ -290,9 +297,9 @@ async def main(count: int, queries: int, ef_search: int) -> None:
         Figure("HTTP hybrid embedding the text, p99", percentile(text_latency, 0.99) * 1000, "ms"),
         Figure("hybrid with vector, 8 concurrent clients", qps, "queries/s"),
     ]
-    report("search", figures, {"documents": count, "queries": queries, "ef_search": ef_search,
-                               "build_seconds": build_seconds, "data": "synthetic clustered",
-                               "settled_seconds": settled})  # fmt: skip
+    details = {"documents": count, "queries": queries, "ef_search": ef_search, "build_seconds": build_seconds,
+               "data": "synthetic clustered", "settled_seconds": settled}  # fmt: skip
+    report("search" if count == 100_000 else f"search-{count}", figures, details)
 
 
 if __name__ == "__main__":

@@ -14,8 +14,11 @@ under row-level security, on clustered 384-dimension unit vectors like `make ben
   collapsed segments, three rounds each, medians reported;
 - ivfflat: the same partition with an IVFFlat index instead (lists = rows / 1,000), probed with
   --probes lists and iterative scans.
-CHORUS_BENCH_VECTORS_1M=1 also measures segments at 1M documents, in `chorus_bench_vectors_1m`,
-which is built once (long) and kept; --ef-search-1m 128,256 searches it at wider ef_search too.
+CHORUS_BENCH_VECTORS_1M=1 also measures segments at 1M documents as a quiet store holds them (the
+keeper's collapse: one indexed partition, built with migration 0019's wider graph, and the growing
+one), in `chorus_bench_vectors_1m_collapsed`, which is built once (about 15 minutes) and kept;
+--ef-search-1m 128,256 searches it at wider ef_search too. `python -m bench.search --documents
+1000000` measures the same size through the search service's HTTP API.
 """
 
 from __future__ import annotations
@@ -85,7 +88,9 @@ async def _settle(keeper: SegmentKeeper, db: asyncpg.Connection) -> None:
         pass
 
 
-async def _prepare(database: str, count: int, seal_rows: int, fresh: bool) -> Corpus:
+async def _prepare(database: str, count: int, seal_rows: int, fresh: bool, collapsed: bool = False) -> Corpus:
+    """The corpus in `database`, loaded as a burst leaves it (`_layout`) or, when `collapsed`, as
+    the keeper's collapse of a quiet store does (one indexed partition and the growing one)."""
     root = LocalStack().admin_database_url
     admin = await asyncpg.connect(root)
     if fresh:
@@ -101,7 +106,8 @@ async def _prepare(database: str, count: int, seal_rows: int, fresh: bool) -> Co
     async with tenant_transaction(pool, tenant_id) as db:
         stored = await db.fetchval("SELECT count(*) FROM document_embeddings")
     if stored != count:
-        await _load(admin_url, service_url, tenant_id, base, seal_rows)
+        layout = _collapsed_layout(count, seal_rows) if collapsed else _layout(count, seal_rows, MERGE_FACTOR)
+        await _load(admin_url, keeper, tenant_id, base, layout)
     extra = [_id(count + n) for n in range(EXTRA)]
     extra_hashes = [_hash(count + n) for n in range(EXTRA)]
     query_vectors = _vectors(200, seed=3)
@@ -131,11 +137,20 @@ def _layout(count: int, seal_rows: int, merge_factor: int) -> list[tuple[int, in
     return [*layout, (count - sum(rows for rows, _ in layout), -1)]
 
 
-async def _load(admin_url: str, service_url: str, tenant_id: uuid.UUID, base: np.ndarray, seal_rows: int) -> None:
-    """Documents by COPY as the owner, then the vectors in the partitions the embed service would
-    have made of them (`_layout`), each indexed once by the service's own functions."""
+def _collapsed_layout(count: int, seal_rows: int) -> list[tuple[int, int]]:
+    """`_layout` after the keeper's collapse: every sealed row in one partition of its size's tier."""
+    sealed = sum(rows for rows, tier in _layout(count, seal_rows, MERGE_FACTOR) if tier >= 0)
+    policy = SegmentPolicy(seal_rows=seal_rows, merge_factor=MERGE_FACTOR)
+    return [(sealed, policy.tier_of(sealed)), (count - sealed, -1)]
+
+
+async def _load(
+    admin_url: str, keeper: SegmentKeeper, tenant_id: uuid.UUID, base: np.ndarray, layout: list[tuple[int, int]]
+) -> None:
+    """Documents by COPY as the owner, then the vectors in the partitions of `layout` (rows, tier;
+    the growing one last), each indexed once as the embed service's keeper builds."""
     owner = await asyncpg.connect(admin_url)
-    upkeep = await asyncpg.connect(service_url)
+    upkeep = await asyncpg.connect(keeper.url)
     try:
         from pgvector.asyncpg import register_vector
 
@@ -148,7 +163,7 @@ async def _load(admin_url: str, service_url: str, tenant_id: uuid.UUID, base: np
             records=[(_id(n), tenant_id, "bench", "text", str(n), f"document {n}", _hash(n)) for n in numbers],
         )
         start = 0
-        for rows, tier in _layout(len(base), seal_rows, MERGE_FACTOR):
+        for rows, tier in layout:
             await owner.copy_records_to_table(
                 "document_embeddings",
                 columns=["document_id", "tenant_id", "model", "dimensions", "content_hash", "embedding"],
@@ -158,8 +173,7 @@ async def _load(admin_url: str, service_url: str, tenant_id: uuid.UUID, base: np
             start += rows
             if tier >= 0:
                 sealed = await retry_while_locked(upkeep, "SELECT chorus_vector_seal(0)")
-                built = await upkeep.fetchval("SELECT chorus_vector_build($1::text[], $2::smallint)", [sealed], tier)
-                await retry_while_locked(upkeep, "SELECT chorus_vector_swap($1)", built)
+                await _swapped(upkeep, await keeper.build(upkeep, [sealed], tier))
         await owner.execute("ANALYZE documents; ANALYZE document_embeddings")
     finally:
         await owner.close()
@@ -223,14 +237,19 @@ async def _writes(corpus: Corpus, writers: int, keep: bool) -> float:
     return sum(written) / elapsed
 
 
+async def _swapped(upkeep: asyncpg.Connection, done: str) -> None:
+    """A keeper's build (`done`, what it returned) swapped in, even if readers hold the table a while."""
+    if "pending" in done:
+        await retry_while_locked(upkeep, "SELECT chorus_vector_swap($1)", done.split()[1])
+
+
 async def _collapse(corpus: Corpus) -> None:
-    """The keeper's collapse of a quiet store, swapped in even if readers hold the table a while."""
+    """The keeper's collapse of a quiet store."""
     async with corpus.pool.acquire() as upkeep:
         done = await corpus.keeper.collapse(upkeep)
         if done is None:
             raise SystemExit("the keeper found nothing to collapse")
-        if "pending" in done:
-            await retry_while_locked(upkeep, "SELECT chorus_vector_swap($1)", done.split()[1])
+        await _swapped(upkeep, done)
 
 
 async def _one_partition(corpus: Corpus) -> str:
@@ -338,7 +357,7 @@ async def main(count: int, seal_rows: int, probes: int, wider: list[int]) -> Non
                                  "partitions": tiers_partitions}  # fmt: skip
     if os.environ.get("CHORUS_BENCH_VECTORS_1M") == "1":
         # Built once and kept: only the segments are measured at this size.
-        large = await _prepare("chorus_bench_vectors_1m", 1_000_000, seal_rows, fresh=False)
+        large = await _prepare("chorus_bench_vectors_1m_collapsed", 1_000_000, seal_rows, fresh=False, collapsed=True)
         try:
             details["segments_1m"] = await _mode(large, "segments 1M", [await _search(large, hnsw_settings)], keep=True)
             figures += _figures(1_000_000, {"segments": details["segments_1m"]})  # type: ignore[dict-item]

@@ -40,7 +40,7 @@ def create_app(settings: EmbedSettings) -> FastAPI:
             settings.segment_collapse_share,
             settings.segment_collapse_after_seconds,
         )
-        keeper = SegmentKeeper(settings.database_url, policy)
+        keeper = SegmentKeeper(settings.database_url, policy, settings.segment_build_memory_mb)
         resources.run_in_background(keeper.run(settings.segment_check_seconds), "vector_segments")
 
     return service_app("Chorus embed", settings, start=start)

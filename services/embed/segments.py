@@ -22,6 +22,9 @@ KEPT_TIER = 100
 # A seal waits at most 200 ms for its locks; this bounds a connection that stopped answering, which
 # would otherwise hold up every swap.
 SEAL_TIMEOUT_SECONDS = 30.0
+# The most memory one build may take (Postgres's maintenance_work_mem; migration 0019 gives a build
+# what its graph needs, up to this): a collapse of 1,400,000 vectors of 384 dimensions fits.
+BUILD_MEMORY_MB = 3072
 
 # The indexed partitions a collapse may take, with their tiers and rows (as of their last build or
 # ANALYZE: near enough to weigh them); none while a build waits for its swap.
@@ -73,9 +76,10 @@ class SegmentKeeper:
     partition not indexed yet is indexed, a built partition not swapped in yet is swapped in.
     """
 
-    def __init__(self, url: str, policy: SegmentPolicy) -> None:
+    def __init__(self, url: str, policy: SegmentPolicy, build_memory_mb: int = BUILD_MEMORY_MB) -> None:
         self.url = url
         self.policy = policy
+        self.build_memory_mb = build_memory_mb
         self._connection: asyncpg.Connection | None = None
         self._leader = False
         # Seals and swaps, which lock the table and documents in opposite orders, never overlap;
@@ -210,13 +214,13 @@ class SegmentKeeper:
         waiting = sorted(row["name"] for row in partitions if row["state"] == "sealed")
         if waiting:
             # Everything sealed meanwhile is indexed together: one bulk build beats several.
-            return await self._build(db, waiting, 0)
+            return await self.build(db, waiting, 0)
         tiers: dict[int, list[str]] = {}
         for row in partitions:
             tiers.setdefault(row["tier"], []).append(row["name"])
         for tier in sorted(tiers):
             if len(tiers[tier]) >= self.policy.merge_factor:
-                return await self._build(db, sorted(tiers[tier])[: self.policy.merge_factor], tier + 1)
+                return await self.build(db, sorted(tiers[tier])[: self.policy.merge_factor], tier + 1)
         return None
 
     async def collapse(self, db: asyncpg.Connection | None = None) -> str | None:
@@ -230,10 +234,13 @@ class SegmentKeeper:
             return None
         # A tier by its size, so that a burst's small partitions are not merged into a large one.
         tier = max(self.policy.tier_of(sum(row["rows"] for row in partitions)), *(row["tier"] for row in partitions))
-        return await self._build(db, sources, tier)
+        return await self.build(db, sources, tier)
 
-    async def _build(self, db: asyncpg.Connection, sources: list[str], tier: int) -> str:
-        built = await db.fetchval("SELECT chorus_vector_build($1::text[], $2::smallint)", sources, tier)
+    async def build(self, db: asyncpg.Connection, sources: list[str], tier: int) -> str:
+        """Build `sources` into one partition of `tier` and swap it in; returns what it did."""
+        async with db.transaction():
+            await db.execute(f"SET LOCAL maintenance_work_mem = '{int(self.build_memory_mb)}MB'")
+            built = await db.fetchval("SELECT chorus_vector_build($1::text[], $2::smallint)", sources, tier)
         log.info("vector partitions indexed", extra={"sources": sources, "built": built, "tier": tier})
         swapped = await self._swap(db, built)
         return f"built {built} from {', '.join(sources)}" + ("" if swapped else " (swap pending)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from services.embed.segments import BUILD_MEMORY_MB
 from shared.embedding.settings import EmbeddingSettings
 from shared.settings import setting
 
@@ -47,6 +48,12 @@ class EmbedSettings(EmbeddingSettings):
         30.0,
         "Seconds with no segment to seal, index or merge before the indexed segments may be rebuilt as one.",
         minimum=0.0,
+    )
+    segment_build_memory_mb: int = setting(
+        "CHORUS_EMBED_SEGMENT_BUILD_MEMORY_MB",
+        BUILD_MEMORY_MB,
+        "Most memory (MB) one segment build may take in Postgres; a build takes what its graph needs, up to this.",
+        minimum=512,
     )
     segment_check_seconds: float = setting(
         "CHORUS_EMBED_SEGMENT_CHECK_SECONDS",

@@ -172,6 +172,36 @@ async def test_deletes_and_new_vectors_reach_sealed_segments_also_during_a_build
     assert ids[4] not in await _nearest(pool, tenant_id, vectors[4])
 
 
+async def test_a_build_sizes_its_graph_and_memory_by_its_vectors(
+    pool: asyncpg.Pool, tenant_id: UUID, upkeep: asyncpg.Connection
+) -> None:
+    """Migration 0019: more than chorus.wide_graph_vectors (150,000 unless set) get the wider graph;
+    maintenance_work_mem for the index is the graph's size (each vector and 640 bytes, 768 in the
+    wide graph, plus 16 MB), at most the caller's setting and never capped below 512 MB."""
+
+    async def build(start: int, session: dict[str, str]) -> tuple[int, str]:
+        """(kB of maintenance_work_mem the build took, the index's definition) for 1,000 new vectors."""
+        await _write(pool, tenant_id, _vectors(1000, seed=start), start)
+        sealed = await retry_while_locked(upkeep, "SELECT chorus_vector_seal(0)")
+        async with upkeep.transaction():
+            for name, value in session.items():
+                await upkeep.execute("SELECT set_config($1, $2, true)", name, value)
+            built = await upkeep.fetchval("SELECT chorus_vector_build($1::text[], 0::smallint)", [sealed])
+            used = await upkeep.fetchval("SELECT pg_size_bytes(current_setting('maintenance_work_mem')) / 1024")
+        await upkeep.execute("SELECT chorus_vector_swap($1)", built)
+        definition = await upkeep.fetchval("SELECT indexdef FROM pg_indexes WHERE indexname = $1", f"{built}_hnsw")
+        return int(used), str(definition)
+
+    vector_bytes = 4 * DIMENSIONS + 8
+    used, definition = await build(0, {"maintenance_work_mem": "3GB"})
+    assert used == 1000 * (vector_bytes + 640) // 1024 + 16384
+    assert "m='12', ef_construction='40'" in definition
+    # A session's 1 MB does not starve a build: 512 MB is the least it may take.
+    used, definition = await build(1000, {"maintenance_work_mem": "1MB", "chorus.wide_graph_vectors": "999"})
+    assert used == 1000 * (vector_bytes + 768) // 1024 + 16384
+    assert "m='16', ef_construction='128'" in definition
+
+
 async def test_a_build_cut_short_leaves_nothing_and_a_finished_one_is_swapped_in_by_the_next_keeper(
     pool: asyncpg.Pool, tenant_id: UUID, database: Database, upkeep: asyncpg.Connection
 ) -> None:
