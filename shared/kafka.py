@@ -137,10 +137,16 @@ async def _create_missing(bootstrap: str, topics: Sequence[Topic[Any]], prefix: 
 
 
 async def broker_answers(bootstrap: str, within: float = 3.0) -> bool:
-    """True when a broker at `bootstrap` answers a metadata request within `within` seconds."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(within * 1000))
+    """True when a broker at `bootstrap` answers a metadata request in time: each of the check's
+    requests (connecting, the versions, the metadata) may take a quarter of `within`.
+
+    aiokafka bounds those requests itself, so the check is not cancelled on the way: a start()
+    cancelled while it bootstraps leaves the bootstrap connection open (aiokafka 0.14 catches
+    only its own errors there), which a busy machine turned into unclosed-socket warnings. Twice
+    `within` is the outer bound, for a broker slow at every step."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(within * 250))
     try:
-        async with asyncio.timeout(within):
+        async with asyncio.timeout(2 * within):
             await admin.start()
             await admin.list_topics()
         return True
