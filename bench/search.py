@@ -32,10 +32,10 @@ import numpy as np
 
 from bench.cpu import settle
 from bench.report import Figure, median, percentile, report
-from bench.segments import retry_while_locked
+from bench.segments import finish_swap, retry_while_locked
 from launcher.stack.local import LocalStack, ensure_database, with_database
 from launcher.stack.processes import free_port, spawn, stop
-from services.embed.segments import BUILD_MEMORY_MB
+from services.embed.segments import SegmentKeeper, SegmentPolicy
 from services.search import queries as search_queries
 from services.search.settings import SearchSettings
 from shared import tenants
@@ -53,7 +53,7 @@ NOISE = 0.05  # per dimension; in 384 dimensions a document's cosine to its cent
 MODEL = f"{MODEL_NAME}-int8"
 
 
-def database_for(count: int) -> str:
+def _database_for(count: int) -> str:
     """The bench database of `count` documents: each size is built once and kept."""
     return DATABASE if count == 100_000 else f"{DATABASE}_{count}"
 
@@ -114,15 +114,15 @@ async def _build(admin_url: str, tenant_id: uuid.UUID, vectors: np.ndarray, text
             records=[(id_, tenant_id, MODEL, DIMENSIONS, hash_, vector)
                      for id_, hash_, vector in zip(ids, hashes, vectors, strict=True)],
         )  # fmt: skip
-        await connection.execute(f"SET maintenance_work_mem = '{BUILD_MEMORY_MB}MB'")
+        await connection.execute("SET maintenance_work_mem = '1GB'")
         await connection.execute("SET max_parallel_maintenance_workers = 2")
         for index in indexes:
             await connection.execute(index["indexdef"])
         # The vectors landed in the growing segment (migration 0013): sealed and indexed in bulk,
         # as the embed service's upkeep would.
         sealed = await retry_while_locked(connection, "SELECT chorus_vector_seal(0)")
-        built = await connection.fetchval("SELECT chorus_vector_build($1::text[], 0::smallint)", [sealed])
-        await retry_while_locked(connection, "SELECT chorus_vector_swap($1)", built)
+        keeper = SegmentKeeper(admin_url, SegmentPolicy())
+        await finish_swap(connection, await keeper.build(connection, [sealed], 0))
         await connection.execute("ANALYZE documents; ANALYZE document_embeddings")
     finally:
         await connection.close()
@@ -135,7 +135,7 @@ Prepared = tuple[str, uuid.UUID, str, np.ndarray, np.ndarray, list[list[str]], f
 async def _prepare(count: int, rng: np.random.Generator) -> Prepared:
     """The bench database (built when missing), its service URL, tenant, API key, data and build time."""
     stack = LocalStack()
-    database = database_for(count)
+    database = _database_for(count)
     await ensure_database(stack.admin_database_url, database)
     admin_url = with_database(stack.admin_database_url, database)
     service_url = with_database(stack.database_url, database)

@@ -22,3 +22,11 @@ async def retry_while_locked(db: asyncpg.Connection, statement: str, *arguments:
         except asyncpg.LockNotAvailableError:
             await asyncio.sleep(0.2)
     raise SystemExit(f"{statement} did not get its locks in {TRIES * 0.2:.0f} s")
+
+
+async def finish_swap(db: asyncpg.Connection, done: str) -> None:
+    """Swap in the partition a keeper's build or collapse returned (`done`) if the keeper left its
+    swap pending (readers held the table past its lock_timeout): the keeper would swap it at its
+    next step, which a loader does not have."""
+    if done.endswith("(swap pending)"):
+        await retry_while_locked(db, "SELECT chorus_vector_swap($1)", done.split()[1])

@@ -37,7 +37,7 @@ from pgvector import Vector
 
 from bench.report import Figure, percentile, report
 from bench.search import CENTRES, DIMENSIONS, near_centres, unit
-from bench.segments import retry_while_locked
+from bench.segments import finish_swap, retry_while_locked
 from launcher.stack.local import LocalStack, ensure_database, with_database
 from services.embed import store
 from services.embed.segments import SegmentKeeper, SegmentPolicy
@@ -173,7 +173,7 @@ async def _load(
             start += rows
             if tier >= 0:
                 sealed = await retry_while_locked(upkeep, "SELECT chorus_vector_seal(0)")
-                await _swapped(upkeep, await keeper.build(upkeep, [sealed], tier))
+                await finish_swap(upkeep, await keeper.build(upkeep, [sealed], tier))
         await owner.execute("ANALYZE documents; ANALYZE document_embeddings")
     finally:
         await owner.close()
@@ -237,19 +237,13 @@ async def _writes(corpus: Corpus, writers: int, keep: bool) -> float:
     return sum(written) / elapsed
 
 
-async def _swapped(upkeep: asyncpg.Connection, done: str) -> None:
-    """A keeper's build (`done`, what it returned) swapped in, even if readers hold the table a while."""
-    if "pending" in done:
-        await retry_while_locked(upkeep, "SELECT chorus_vector_swap($1)", done.split()[1])
-
-
 async def _collapse(corpus: Corpus) -> None:
     """The keeper's collapse of a quiet store."""
     async with corpus.pool.acquire() as upkeep:
         done = await corpus.keeper.collapse(upkeep)
         if done is None:
             raise SystemExit("the keeper found nothing to collapse")
-        await _swapped(upkeep, done)
+        await finish_swap(upkeep, done)
 
 
 async def _one_partition(corpus: Corpus) -> str:
