@@ -38,7 +38,10 @@ def is_clusterable(document: EmbeddedDocument) -> bool:
 
 
 # Records handed over at once: one creator's share of them is assigned with one read and one write.
-MAX_BATCH = 500
+# Each batch reads the clusters near its messages, with their members, afresh: a backlog's records
+# gathered for up to `batch_wait_ms` read them less often than fetches of 375 (1 MiB) each would
+# (docs/cluster.md, "Throughput").
+MAX_BATCH = 2000
 
 
 class Clusterer:
@@ -53,7 +56,7 @@ class Clusterer:
     def agent(self) -> Agent[EmbeddedDocument]:
         return Agent(
             "cluster_messages", "cluster", "chorus-cluster", topics.EMBEDDED,
-            handle_batch=self.cluster_messages, max_batch=MAX_BATCH,
+            handle_batch=self.cluster_messages, max_batch=MAX_BATCH, batch_wait_ms=self.settings.batch_wait_ms,
         )  # fmt: skip
 
     async def cluster_messages(self, batch: list[Incoming[EmbeddedDocument]]) -> BatchResult:

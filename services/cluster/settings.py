@@ -23,6 +23,12 @@ class ClusterSettings(CommonSettings):
     rehome_most_members: int = setting(
         "CHORUS_CLUSTER_REHOME_MOST_MEMBERS", 100, "Clusters larger than this keep their members when re-homing."
     )
+    batch_wait_ms: int = setting(
+        "CHORUS_CLUSTER_BATCH_WAIT_MS",
+        50,
+        "Longest wait for more records after the first of a fetch, so a backlog is assigned in large batches.",
+        minimum=0,
+    )
     gauge_tenants: tuple[str, ...] = setting(
         "CHORUS_CLUSTER_GAUGE_TENANTS", (),
         "Tenants (names or ids, comma-separated) whose open clusters /metrics shows apart; the rest count as 'other'.",

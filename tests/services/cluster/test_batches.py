@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import itertools
 import random
 from collections import defaultdict
@@ -14,12 +16,14 @@ import numpy as np
 import pytest
 from aiokafka import ConsumerRecord
 
-from services.cluster.agents import Clusterer
+from services.cluster.agents import MAX_BATCH, Clusterer
 from services.cluster.settings import ClusterSettings
+from shared import topics
 from shared.db import tenant_transaction
+from shared.kafka import create_producer
 from shared.records import EmbeddedDocument, utcnow
 from shared.settings import load
-from shared.stream import Incoming
+from shared.stream import BatchResult, Incoming, run_agent
 from tests.services.conftest import Tenant
 
 pytestmark = pytest.mark.integration
@@ -162,3 +166,45 @@ async def test_the_totals_follow_the_members_after_batches(
         mean = np.mean([member["embedding"].to_numpy() for member in own], axis=0)
         assert np.allclose(cluster["centroid"].to_numpy(), mean, atol=1e-5)
         assert cluster["preview_text"] == own[0]["text"]
+
+
+async def test_a_backlog_is_assigned_in_batches_larger_than_one_fetch(
+    service_env: dict[str, str], pool: asyncpg.Pool, tenant: Tenant, kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    # 800 records of about 2.6 KiB: a fetch (1 MiB of a partition) holds fewer than 400 of them.
+    creator = Creator(pool, tenant.id, "viral")
+    records = [await creator.message(f"fan-{number}", number, vector)
+               for number, vector in enumerate(_topic_vectors(13, 800, topics=8))]  # fmt: skip
+    producer = create_producer(kafka_bootstrap)
+    await producer.start()
+    try:
+        for incoming in records:
+            await topics.EMBEDDED.send(producer, topic_prefix, incoming.value)
+        await producer.flush()
+        # Waiting long for more, so that a slow machine's fetches still come within the wait.
+        clusterer = Clusterer(load(ClusterSettings, {**service_env, "CHORUS_CLUSTER_BATCH_WAIT_MS": "3000"}), pool,
+                              producer)  # fmt: skip
+        agent = clusterer.agent()
+        handed: list[int] = []
+
+        async def recorded(batch: list[Incoming[EmbeddedDocument]]) -> BatchResult:
+            result = await clusterer.cluster_messages(batch)
+            handed.append(len(batch))
+            return result
+
+        running = asyncio.create_task(
+            run_agent(dataclasses.replace(agent, handle_batch=recorded), kafka_bootstrap, producer, topic_prefix)
+        )
+        try:
+            async with asyncio.timeout(90):
+                while sum(handed) < len(records):
+                    await asyncio.sleep(0.1)
+        finally:
+            running.cancel()
+            await asyncio.gather(running, return_exceptions=True)
+    finally:
+        await producer.stop()
+
+    assert agent.batch_wait_ms == 3000 and len(records) <= MAX_BATCH
+    assert handed == [len(records)], "the backlog is handed over at once, not fetch by fetch"
+    assert len(await creator.memberships()) == len(records)
