@@ -253,7 +253,9 @@ async def main(count: int, queries: int, ef_search: int) -> None:
     texts = [" ".join(topics[centre][1:]) for centre in picked]
 
     settled = await asyncio.to_thread(settle)  # a build above, or earlier benchmarks' leftovers
-    await _raw_sql(service_url, tenant_id, query_vectors[:20], ef_search)  # warm-up: caches, plans
+    # Warm-up: plans, and the pages the queries read (at a million, an index larger than
+    # shared_buffers: 20 queries left the timed ones reading from the operating system's cache).
+    await _raw_sql(service_url, tenant_id, query_vectors, ef_search)
     raw = await _raw_sql(service_url, tenant_id, query_vectors, ef_search)
     pid_path, url = await _start_search(service_url, ef_search)
     try:
@@ -281,19 +283,23 @@ async def main(count: int, queries: int, ef_search: int) -> None:
     recalls = [len({str(_document_id(i)) for i in row} & set(found)) / 10
                for row, found in zip(exact, semantic_ids, strict=True)]  # fmt: skip
     recall = float(np.mean(recalls))
+    # The targets: the search service's at 100,000 documents, the write path's at a million.
+    at_100k = count == 100_000
+    semantic_target, ratio_target = ("≤ 2 x raw SQL p50", "≤ 2") if at_100k else ("≤ 20 ms", "")
+    hybrid_target, text_target = ("≤ 10 ms", "≤ 25 ms") if at_100k else ("", "")
     figures = [
         Figure("raw SQL semantic top-10, p50", median(raw) * 1000, "ms"),
         Figure("raw SQL semantic top-10, p99", percentile(raw, 0.99) * 1000, "ms"),
-        Figure("HTTP semantic with vector, p50", median(semantic_latency) * 1000, "ms", "≤ 2 x raw SQL p50"),
+        Figure("HTTP semantic with vector, p50", median(semantic_latency) * 1000, "ms", semantic_target),
         Figure("HTTP semantic with vector, p99", percentile(semantic_latency, 0.99) * 1000, "ms"),
-        Figure("HTTP p50 / raw SQL p50", median(semantic_latency) / median(raw), "x", "≤ 2"),
+        Figure("HTTP p50 / raw SQL p50", median(semantic_latency) / median(raw), "x", ratio_target),
         Figure("recall@10 against exact search", recall, "", "≥ 0.95"),
         Figure("HTTP semantic with vector through httpx, p50", median(httpx_latency) * 1000, "ms"),
         Figure("HTTP keyword, p50", median(keyword_latency) * 1000, "ms"),
         Figure("HTTP keyword, p99", percentile(keyword_latency, 0.99) * 1000, "ms"),
-        Figure("HTTP hybrid with vector, p50", median(hybrid_latency) * 1000, "ms", "≤ 10 ms"),
+        Figure("HTTP hybrid with vector, p50", median(hybrid_latency) * 1000, "ms", hybrid_target),
         Figure("HTTP hybrid with vector, p99", percentile(hybrid_latency, 0.99) * 1000, "ms"),
-        Figure("HTTP hybrid embedding the text, p50", median(text_latency) * 1000, "ms", "≤ 25 ms"),
+        Figure("HTTP hybrid embedding the text, p50", median(text_latency) * 1000, "ms", text_target),
         Figure("HTTP hybrid embedding the text, p99", percentile(text_latency, 0.99) * 1000, "ms"),
         Figure("hybrid with vector, 8 concurrent clients", qps, "queries/s"),
     ]
