@@ -305,7 +305,7 @@ async def main(count: int, queries: int, ef_search: int) -> None:
     ]
     details = {"documents": count, "queries": queries, "ef_search": ef_search, "build_seconds": build_seconds,
                "data": "synthetic clustered", "settled_seconds": settled}  # fmt: skip
-    report("search" if count == 100_000 else f"search-{count}", figures, details)
+    report("search" if at_100k else f"search-{count}", figures, details)
 
 
 if __name__ == "__main__":
